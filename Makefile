@@ -1,0 +1,47 @@
+# Landscape: the two commands of the README, plus a few for developers.
+#   make demo   create .venv, install, run the whole study on MNIST-1D
+#   make test   create .venv, install, run the test suite (CPU, no GPU needed)
+#
+# torch: if the Python that creates the environment already has torch, the venv
+# sees it (--system-site-packages) and it is never replaced. Otherwise we install
+# $(TORCH_SPEC); on our machines `torch==2.13.0` resolves to a local CPU wheel.
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+DEMO_OUT   ?= demo-out
+PY          = $(VENV)/bin/python
+STAMP       = $(VENV)/.installed
+
+.PHONY: demo test test-all bench bench-quick venv clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
+	    echo "using the torch already installed for $(PYTHON) (not replaced)"; \
+	    $(PYTHON) -m venv --system-site-packages $(VENV); \
+	else \
+	    $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q "$(TORCH_SPEC)"; \
+	fi
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/landscape demo --out $(DEMO_OUT) --overwrite
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m "" 
+
+bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) bench/run.py
+
+bench-quick: $(STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) bench/run.py --quick
+
+clean:
+	rm -rf $(VENV) build *.egg-info

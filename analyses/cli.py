@@ -1,0 +1,68 @@
+"""The ``landscape`` command line.
+
+Each subcommand is a module in :mod:`analyses.commands` that defines::
+
+    NAME = "hessian"                 # the subcommand
+    HELP = "one line for --help"
+    def add_arguments(parser): ...   # argparse arguments
+    def run(args) -> int: ...        # the work; returns the exit code
+
+Modules are discovered, so adding a command means adding one file. Errors the
+toolkit raises on purpose (:class:`landscape.errors.LandscapeError`) become one
+line on stderr and the error's exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from landscape.errors import LandscapeError
+
+
+def _command_modules():
+    import analyses.commands as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            yield importlib.import_module(f"analyses.commands.{info.name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with one subparser per discovered command module."""
+    from landscape import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="landscape",
+        description="Loss landscapes and Hessian spectra of neural networks.",
+    )
+    parser.add_argument("--version", action="version", version=f"landscape {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _command_modules():
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except LandscapeError as err:
+        print(f"landscape {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"landscape {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
