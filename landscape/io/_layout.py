@@ -1,7 +1,9 @@
 """The run-file layout: create it up front, read and write its committed counters.
 
 All datasets are created here, once, when the file is created (R2 of reliability.md):
-appending rows only resizes them, so the object count of a run file never changes.
+appending rows only resizes them, so the object count of a run file never changes. Every
+appendable dataset is chunked with the fletcher32 checksum filter, so a flipped bit in
+any stored row (not only in parameters) fails the read instead of returning wrong data.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def create_layout(f: h5py.File, attrs: dict, *, P: int, B: int, batch_size: int,
     _column(sharp, "step", "int64", schema.SMALL_CHUNK_ROWS)
     _column(sharp, "lr", "float64", schema.SMALL_CHUNK_ROWS)
     sharp.create_dataset("eigenvalues", shape=(0, 0), maxshape=(None, None), dtype="float64",
-                         chunks=(schema.SMALL_CHUNK_ROWS, schema.SHARPNESS_CHUNK_K))
+                         chunks=(schema.SMALL_CHUNK_ROWS, schema.SHARPNESS_CHUNK_K), fletcher32=True)
 
 
 def _root_attrs(f, attrs: dict, **sizes) -> None:
@@ -48,7 +50,7 @@ def _column(g, name: str, dtype: str, chunk_rows: int, width: int | None = None,
     if name in schema.SENTINEL_COLUMNS:  # an unwritten chunk reads as -1, never as a valid row
         kw["fillvalue"] = schema.SENTINEL
     return g.create_dataset(name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype,
-                            chunks=(chunk_rows, *tail), **kw)
+                            chunks=(chunk_rows, *tail), fletcher32=True, **kw)
 
 
 def _steps_group(g, batch_size: int, full_batch: bool) -> None:
@@ -63,7 +65,7 @@ def _snapshots_group(g, P: int, B: int) -> None:
     _column(g, "step", "int64", schema.SMALL_CHUNK_ROWS)
     for name, width in zip(schema.SNAPSHOT_VECTORS, (P, B, P)):
         if width:  # one row per chunk: a snapshot is read and checksummed on its own
-            _column(g, name, "float32", 1, width, fletcher32=True)
+            _column(g, name, "float32", 1, width)
         _column(g, f"{name}_sha256", schema.SHA_DTYPE, schema.SMALL_CHUNK_ROWS)
 
 

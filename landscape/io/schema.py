@@ -18,8 +18,9 @@ Run file (one per training run, written by :class:`~landscape.io.RunWriter`)::
     /evals/{step,train_loss,train_acc,test_loss,test_acc}       (n_evals,)
     /sharpness/step, /sharpness/lr (n_sharp,); /sharpness/eigenvalues float64 (n_sharp, k)
 
-Every dataset is created when the file is created; appends only resize them. Readers
-trust the first ``committed[i]`` rows of group ``COUNTED_GROUPS[i]`` and ignore the rest.
+Every dataset is created when the file is created; appends only resize them. All but
+``/committed`` are chunked with the fletcher32 checksum filter. Readers trust the first
+``committed[i]`` rows of group ``COUNTED_GROUPS[i]`` and ignore the rest.
 
 Results file (analysis outputs, written by :class:`~landscape.io.ResultsFile`)::
 
