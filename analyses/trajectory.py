@@ -17,7 +17,7 @@ so it decays geometrically and then oscillates with stationary variance
 iteration is stable only for ηλ_i < 2; with heavy-ball momentum β in the PyTorch
 form (b ← βb + g, θ ← θ − ηb) the condition is ηλ_i < 2(1 + β) (Polyak 1964;
 Cohen et al. 2021, "Gradient descent on neural networks typically occurs at the
-edge of stability").
+edge of stability"), with Nesterov momentum ηλ_i < 2(1 + β)/(1 + 2β).
 
 **Settling step (the method).** Each coordinate series is cut into consecutive
 blocks of ``block`` saved steps and averaged per block. The last ``tail_fraction``
@@ -175,15 +175,26 @@ def settling(C: np.ndarray, steps: np.ndarray, cfg: SettlingConfig = SettlingCon
     return {**out, "block": block, "tail_start_row": (len(M) - n_tail) * block}
 
 
-def stability(eigenvalues: np.ndarray, lr: float, momentum: float = 0.0) -> dict:
-    """η·λ_i against the stability threshold 2(1 + β) of (heavy-ball) SGD on a quadratic.
+def stability_threshold(momentum: float = 0.0, nesterov: bool = False) -> float:
+    """The largest stable η·λ of (heavy-ball or Nesterov) SGD on a quadratic, PyTorch's update form.
 
-    With β = 0 this is the classic ηλ < 2; ``lambda_crit`` = 2(1 + β)/η.
+    Heavy ball (b ← βb + g, θ ← θ − ηb): 2(1 + β). Nesterov (b ← βb + g,
+    θ ← θ − η(g + βb)): 2(1 + β)/(1 + 2β). Both are where an eigenvalue of the
+    2 × 2 iteration matrix on (θ, b) crosses −1; β = 0 gives the classic 2.
     """
-    lam = np.asarray(eigenvalues, dtype=np.float64)
-    threshold = 2.0 * (1.0 + momentum)
+    return 2.0 * (1.0 + momentum) / ((1.0 + 2.0 * momentum) if nesterov else 1.0)
+
+
+def stability(eigenvalues: np.ndarray, lr: float, momentum: float = 0.0, *, nesterov: bool = False,
+              weight_decay: float = 0.0) -> dict:
+    """η·(λ_i + wd) against :func:`stability_threshold`; ``lambda_crit`` is the largest stable λ.
+
+    Weight decay wd adds wd·I to the Hessian the update sees, so it shifts every λ_i.
+    """
+    lam = np.asarray(eigenvalues, dtype=np.float64) + weight_decay
+    threshold = stability_threshold(momentum, nesterov)
     return {"eta_lambda": lr * lam, "threshold": threshold, "stable": lr * lam < threshold,
-            "lambda_crit": threshold / lr if lr > 0 else math.inf}
+            "lambda_crit": (threshold / lr - weight_decay) if lr > 0 else math.inf}
 
 
 def lr_at_steps(saved_steps: np.ndarray, logged_steps: np.ndarray, lrs: np.ndarray) -> np.ndarray:
@@ -218,7 +229,8 @@ def phase_amplitudes(C: np.ndarray, lr: np.ndarray, min_points: int = 8) -> dict
 
 
 def trajectory_analysis(C: np.ndarray, steps: np.ndarray, eigenvalues: np.ndarray, lr: np.ndarray, *,
-                        momentum: float = 0.0, cfg: SettlingConfig = SettlingConfig()) -> dict:
+                        momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
+                        cfg: SettlingConfig = SettlingConfig()) -> dict:
     """Everything the trajectory analysis stores, from the coordinates ``C (n_steps, k)``.
 
     ``lr`` is the learning rate at each saved step; stability uses the median over the
@@ -228,7 +240,8 @@ def trajectory_analysis(C: np.ndarray, steps: np.ndarray, eigenvalues: np.ndarra
            "eigenvalues": np.asarray(eigenvalues, dtype=np.float64)}
     out.update(settling(C, steps, cfg))
     tail_lr = float(np.median(lr[out["tail_start_row"]:]))
-    stab = stability(eigenvalues, tail_lr, momentum)
-    out.update({f"stability_{k}": v for k, v in stab.items()}, tail_lr=tail_lr, momentum=momentum)
+    stab = stability(eigenvalues, tail_lr, momentum, nesterov=nesterov, weight_decay=weight_decay)
+    out.update({f"stability_{k}": v for k, v in stab.items()}, tail_lr=tail_lr, momentum=momentum,
+               nesterov=int(nesterov), weight_decay=weight_decay)
     out.update(phase_amplitudes(C, lr))
     return out

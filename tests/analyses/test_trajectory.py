@@ -105,16 +105,23 @@ def test_stability_thresholds_sgd_and_heavy_ball():
     assert m["stable"].tolist() == [True, True, True, True, False]
 
 
-def test_heavy_ball_threshold_is_where_the_iteration_diverges():
-    """Run heavy-ball on ½λx² just below and above λ_crit = 2(1+β)/η: bounded vs growing."""
-    lr, beta = 0.1, 0.9
-    lam_crit = stability(np.ones(1), lr, beta)["lambda_crit"]
+@pytest.mark.parametrize("beta,nesterov", [(0.0, False), (0.9, False), (0.5, True), (0.9, True)])
+def test_threshold_is_where_the_iteration_diverges(beta, nesterov):
+    """Run PyTorch-form (Nesterov) heavy ball on ½λx² just below and above λ_crit: bounded vs growing."""
+    lr = 0.1
+    lam_crit = stability(np.ones(1), lr, beta, nesterov=nesterov)["lambda_crit"]
     for lam, bounded in ((0.99 * lam_crit, True), (1.01 * lam_crit, False)):
         x, b = 1.0, 0.0
-        for _ in range(3000):
-            b = beta * b + lam * x
-            x = x - lr * b
+        for _ in range(5000):
+            g = lam * x
+            b = beta * b + g
+            x = x - lr * ((g + beta * b) if nesterov else b)
         assert (abs(x) < 1.0) == bounded, (lam, x)
+
+
+def test_weight_decay_shifts_the_eigenvalues():
+    s = stability(np.array([10.0, 19.5]), lr=0.1, weight_decay=1.0)
+    assert s["stable"].tolist() == [True, False] and s["lambda_crit"] == pytest.approx(19.0)
 
 
 def test_lr_phases_and_amplitudes():
