@@ -44,11 +44,11 @@ def cnn1d_count(channels=(24, 24, 24), k=5, num_classes=10, length=40, in_channe
 
 # Cases as data: (id, name, kwargs, input shape of one example, expected P).
 CASES = [
-    ("resnet8-w.25", "resnet8", {"width": 0.25}, (3, 32, 32), resnet_count(8, 0.25)),
-    ("resnet8-B", "resnet", {"depth": 8, "width": 0.25, "shortcut": "B"}, (3, 32, 32),
+    ("resnet8-w.25", "resnet8", {"width": 0.25}, (3, 16, 16), resnet_count(8, 0.25)),
+    ("resnet8-B", "resnet", {"depth": 8, "width": 0.25, "shortcut": "B"}, (3, 16, 16),
      resnet_count(8, 0.25, shortcut="B")),
     ("resnet8-nobn", "resnet8", {"width": 0.25, "norm": "none", "num_classes": 3, "in_channels": 1},
-     (1, 16, 16), resnet_count(8, 0.25, 3, 1, norm="none")),
+     (1, 12, 12), resnet_count(8, 0.25, 3, 1, norm="none")),
     ("mlp", "mlp", {"in_dim": 6, "hidden": [5, 4], "num_classes": 3}, (6,), 6 * 5 + 5 + 5 * 4 + 4 + 4 * 3 + 3),
     ("mlp-shape-tanh", "mlp", {"input_shape": [2, 3], "hidden": [4], "out_dim": 2, "activation": "tanh",
                                "bias": False}, (2, 3), 6 * 4 + 4 * 2),
