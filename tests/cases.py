@@ -16,6 +16,7 @@ linear regression has H = (2/N) XᵀX.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -170,6 +171,17 @@ def reference_hessian(case: Case, model: nn.Module, x: Tensor, y: Tensor) -> Ten
     return torch.func.hessian(reference_loss(case, model, x, y))(theta_of(model))
 
 
+@functools.cache
+def _oracle_hessian(case_id: str) -> Tensor:
+    case = CASES_BY_ID[case_id]
+    return reference_hessian(case, *make(case))
+
+
+def oracle_hessian(case: Case) -> Tensor:
+    """:func:`reference_hessian` at the case's own θ, computed once per session (a copy)."""
+    return _oracle_hessian(case.id).clone()
+
+
 def reference_per_example_grads(case: Case, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """``(N, P)`` per-example gradients, one example at a time (eval mode)."""
     net = copy.deepcopy(model).eval()
@@ -191,3 +203,17 @@ def model_digest(model: nn.Module) -> str:
         h.update(bytes([t.requires_grad, t.grad is None]))
     h.update(bytes([m.training for m in model.modules()]))
     return h.hexdigest()
+
+
+def rel_err(actual: Tensor, expected: Tensor) -> float:
+    """‖actual − expected‖ / ‖expected‖ (Frobenius; absolute where expected is 0)."""
+    diff = (actual.double() - expected.double()).norm()
+    scale = expected.double().norm()
+    return float(diff / scale) if scale > 0 else float(diff)
+
+
+def assert_close(actual: Tensor, expected: Tensor, rtol: float, what: str) -> None:
+    """Shapes equal and relative error ≤ rtol; the message says what differed and by how much."""
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    err = rel_err(actual, expected)
+    assert err <= rtol, f"{what}: relative error {err:.3e} > {rtol:.1e}"

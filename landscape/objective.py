@@ -1,0 +1,343 @@
+"""The full-dataset objective L(θ) = (1/N) Σ_i ℓ(f(x_i; θ), y_i) and its derivatives.
+
+Every quantity is a sum over a fixed batch plan, each batch contributing its sum over
+examples (its share of N), accumulated in float64 in a fixed order and divided by N, so
+results do not depend on the batch size (reliability.md §4.3). HVPs are
+forward-over-reverse, ``jvp(grad(f))``, vmapped over blocks of vectors (Pearlmutter 1994;
+the ``torch.func.hessian`` recipe). The model is never modified (see ``_functional.py``).
+
+Data-parallel use: give each process its shard and ``all_reduce=`` a function that sums a
+tensor across processes (e.g. ``lambda t: (dist.all_reduce(t), t)[1]``). The objective
+applies it once per call to the packed float64 partial sums *and* the example count, so
+every process gets the global mean. Per-example methods return the local shard's rows.
+
+Example (a closed form: linear regression, H = (2/N) XᵀX under the MSE convention of
+``_losses.py``)::
+
+    >>> import torch
+    >>> X, y = torch.randn(50, 3, dtype=torch.float64), torch.randn(50, dtype=torch.float64)
+    >>> net = torch.nn.Linear(3, 1, bias=False).double()
+    >>> obj = Objective(net, X, y, loss="mse", batch_size=7)
+    >>> Hv = obj.hvp(obj.theta, torch.eye(3, dtype=torch.float64))
+    >>> torch.allclose(Hv, 2 * X.T @ X / 50)
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from landscape import _kernels as K
+from landscape._batching import IterableBatches, TensorBatches
+from landscape._functional import FunctionalModel
+from landscape._losses import check_per_example, num_correct, resolve_loss
+from landscape._reduce import Sums, concat_checked, first_nonfinite
+from landscape.curvature import GGNOperator, HessianOperator
+from landscape.errors import InputError, LandscapeError, NonFiniteError
+from landscape.params import ParamSpec
+
+HVP_METHODS = ("forward_over_reverse", "double_backward")
+# Two forward passes on the same batch must agree to this relative level (max |a − b| /
+# max |a|): far above rounding of a deterministic forward (cuDNN algorithm choice moves
+# float32 results by ~1e-7), far below what dropout or random layers do (order 1).
+DETERMINISM_RTOL = 1e-5
+LOSSES_AT_CHUNK = 16  # default θ rows per vmapped forward in losses_at: m copies of activations
+GRAD_NORM_BUDGET = 2**24  # entries of the (chunk, P) per-example gradient block (64 MiB in float32)
+
+
+class Objective:
+    """Full-dataset mean loss of a model on data, as a function of the flat parameters θ.
+
+    Args:
+        model: the network; never modified. Dropout is off; BatchNorm per ``bn``.
+        inputs, targets: ``(N, ...)`` tensors (moved once to the model's device and dtype).
+        data: instead of tensors, a re-iterable of ``(inputs, targets)`` batches (e.g. a
+            DataLoader over data too big for the device), iterated once per pass.
+        loss: ``"cross_entropy"``, ``"mse"`` (ℓ_i = ‖f(x_i) − y_i‖², no 1/2) or a callable
+            ``(outputs, targets) -> (B,)`` per-example losses.
+        batch_size: examples per batch for tensor data; results do not depend on it.
+        bn: ``"eval"`` (running statistics: a fixed function of θ) or ``"train"`` (batch
+            statistics over the fixed batch plan; running statistics are never updated).
+        params: a :class:`ParamSpec`, or glob patterns on parameter names (θ covers only
+            those; the rest stay fixed), or None for every trainable parameter.
+        all_reduce: ``t -> t`` summing a tensor across data-parallel processes, or None.
+        hvp_method: ``"forward_over_reverse"`` (default) or ``"double_backward"`` (checked alternative).
+        vmap_chunk: most vectors per vmapped pass in block products (None: the whole block).
+        dtype, device: of the computation (default: the model's); ``dtype=torch.float64``
+            casts parameters, buffers and floating data.
+        num_examples: N for ``data=`` (counted on the first pass if not given; checked every pass).
+
+    Raises:
+        InputError: bad options, empty data, inputs that do not fit the model, or a
+            model whose forward is not deterministic.
+    """
+
+    def __init__(self, model: nn.Module, inputs: Tensor | None = None, targets: Tensor | None = None, *,
+                 data: Iterable | None = None, loss: str | Callable = "cross_entropy", batch_size: int = 1024,
+                 bn: str = "eval", params: ParamSpec | Sequence[str] | None = None,
+                 all_reduce: Callable[[Tensor], Tensor] | None = None, hvp_method: str = "forward_over_reverse",
+                 vmap_chunk: int | None = None, dtype: torch.dtype | None = None,
+                 device: torch.device | str | None = None, num_examples: int | None = None):
+        _check_options(batch_size, hvp_method, vmap_chunk)
+        device, dtype = _device_dtype(model, device, dtype)
+        self.bn, self.hvp_method, self.vmap_chunk, self.all_reduce = bn, hvp_method, vmap_chunk, all_reduce
+        self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "callable")
+        self._loss_fn = resolve_loss(loss)
+        self._f = FunctionalModel(model, _spec(model, params), bn, dtype, device)
+        self._batches = _batches(inputs, targets, data, batch_size, dtype, device, num_examples)
+        self._check_first_batch()
+
+    # ---- properties -------------------------------------------------------------------
+    @property
+    def spec(self) -> ParamSpec:
+        """The layout of θ."""
+        return self._f.spec
+
+    @property
+    def theta(self) -> Tensor:
+        """The model's own parameters as a flat ``(P,)`` vector (a copy), in the objective's dtype."""
+        return self._f.theta0.clone()
+
+    @property
+    def num_examples(self) -> int:
+        """N, the number of examples this objective (this process's shard) holds."""
+        return self._batches.num_examples
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """dtype of the computation."""
+        return self._f.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """device of the computation."""
+        return self._f.device
+
+    # ---- full-dataset means -------------------------------------------------------------
+    def loss(self, theta: Tensor) -> Tensor:
+        """L(θ), a 0-dim tensor in θ's dtype."""
+        return self.loss_and_accuracy(theta)[0]
+
+    def loss_and_accuracy(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """L(θ) and the fraction of correct argmax predictions (NaN where undefined, e.g. regression)."""
+        th = self._theta_in(theta)
+        with torch.no_grad():
+            mean = self._mean(lambda x, y: self._loss_and_correct(th, x, y), "loss", checked=slice(0, 1))
+        return self._out(mean[0], theta), self._out(mean[1], theta)
+
+    def grad(self, theta: Tensor) -> Tensor:
+        """∇L(θ), ``(P,)``."""
+        return self.loss_and_grad(theta)[1]
+
+    def loss_and_grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """L(θ) and ∇L(θ) from one forward and backward per batch."""
+        th = self._theta_in(theta)
+
+        def part(x: Tensor, y: Tensor) -> Tensor:
+            g, value = torch.func.grad_and_value(lambda t: self._losses(t, x, y).sum())(th)
+            return torch.cat([g, value[None]])
+
+        mean = self._mean(part, "loss or gradient")
+        return self._out(mean[-1], theta), self._out(mean[:-1], theta)
+
+    def hvp(self, theta: Tensor, v: Tensor) -> Tensor:
+        """H(θ) v for ``v`` of shape ``(P,)``, or the rows H v_j for a block ``(k, P)``."""
+        th, V = self._theta_in(theta), self._tangents_in(v)
+        mean = self._mean(lambda x, y: self._hvp_batch(th, V, x, y).reshape(-1), "Hessian-vector product")
+        return self._out(mean.reshape(v.shape), theta)
+
+    def ggnvp(self, theta: Tensor, v: Tensor) -> Tensor:
+        """Generalised Gauss–Newton product G(θ) v = (1/N) Σ_i J_iᵀ H_ℓ,i J_i v, ``(P,)`` or ``(k, P)``."""
+        th, V = self._theta_in(theta), self._tangents_in(v)
+
+        def part(x: Tensor, y: Tensor) -> Tensor:
+            rows = K.ggn_sum(lambda t: self._f(t, x), lambda z: self._loss_fn(z, y), th, V, self.vmap_chunk)
+            return rows.reshape(-1)
+
+        return self._out(self._mean(part, "Gauss-Newton-vector product").reshape(v.shape), theta)
+
+    def hessian(self, theta: Tensor) -> HessianOperator:
+        """The Hessian at θ as a :class:`~landscape.operators.LinearOperator`."""
+        return HessianOperator(self, theta)
+
+    def ggn(self, theta: Tensor) -> GGNOperator:
+        """The generalised Gauss–Newton matrix at θ as a linear operator."""
+        return GGNOperator(self, theta)
+
+    def losses_at(self, thetas: Tensor, *, chunk_size: int | None = None,
+                  check_finite: bool = True) -> tuple[Tensor, Tensor]:
+        """L and accuracy at each row of ``thetas (m, P)``: ``(m,)``, ``(m,)``.
+
+        One forward per (θ, batch), vmapped over chunks of ``chunk_size`` rows (default
+        ``vmap_chunk`` or 16) so memory stays bounded; the data are read once.
+        """
+        T = self._thetas_in(thetas)
+        chunk = chunk_size or self.vmap_chunk or LOSSES_AT_CHUNK
+
+        def part(x: Tensor, y: Tensor) -> Tensor:
+            return K.loss_and_correct_at(lambda t: self._f(t, x), lambda z: self._loss_fn(z, y),
+                                         lambda z: num_correct(z, y), T, chunk).reshape(-1)
+
+        with torch.no_grad():
+            checked = slice(0, None, 2) if check_finite else slice(0, 0)
+            mean = self._mean(part, "loss", checked=checked).reshape(-1, 2)
+        return self._out(mean[:, 0], thetas), self._out(mean[:, 1], thetas)
+
+    # ---- per-example quantities (this shard's rows, in batch order) ---------------------------
+    def per_example_losses(self, theta: Tensor) -> Tensor:
+        """ℓ_i(θ) for every example, ``(N,)``."""
+        th = self._theta_in(theta)
+        with torch.no_grad():
+            return self._out(self._concat(lambda x, y: self._losses(th, x, y), "per-example loss"), theta)
+
+    def per_example_projections(self, theta: Tensor, V: Tensor) -> Tensor:
+        """g_i·v_j = ∂ℓ_i/∂θ · v_j, ``(N, k)``: one forward-mode pass per v_j, never N×P."""
+        th, W = self._theta_in(theta), self._tangents_in(V)
+        fn = lambda x, y: K.projections(lambda t: self._losses(t, x, y), th, W, self.vmap_chunk)  # noqa: E731
+        return self._out(self._concat(fn, "per-example projection"), theta)
+
+    def per_example_grad_norms(self, theta: Tensor, *, chunk_size: int | None = None) -> Tensor:
+        """‖∇ℓ_i(θ)‖ for every example, ``(N,)``, by chunked ``vmap(grad)`` (float64 norms).
+
+        With ``bn="train"`` examples interact through batch statistics, so g_i is the row of
+        the batch Jacobian (B backward passes per batch: slower).
+        """
+        th = self._theta_in(theta)
+        chunk = chunk_size or max(1, GRAD_NORM_BUDGET // self.spec.numel)
+        return self._out(self._concat(lambda x, y: self._grad_norms(th, x, y, chunk), "per-example gradient norm"),
+                         theta)
+
+    def subset(self, indices: Sequence[int] | Tensor) -> Objective:
+        """The same objective over the examples ``indices`` (tensor data only)."""
+        new = copy.copy(self)
+        new._batches = self._batches.subset(indices)
+        return new
+
+    def __repr__(self) -> str:
+        return (f"Objective(P={self.spec.numel}, N={self._batches.num_examples if self._n_known() else '?'}, "
+                f"loss={self.loss_name!r}, bn={self.bn!r}, dtype={self.dtype}, device={self.device})")
+
+    # ---- batch kernels --------------------------------------------------------------------
+    def _losses(self, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        return self._loss_fn(self._f(theta, x), y)
+
+    def _loss_and_correct(self, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        z = self._f(theta, x)
+        return torch.stack([self._loss_fn(z, y).sum(), num_correct(z, y)])
+
+    def _hvp_batch(self, theta: Tensor, V: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        losses = lambda t: self._losses(t, x, y)  # noqa: E731
+        if self.hvp_method == "double_backward":
+            return K.hvp_sum_double_backward(losses, theta, V)
+        return K.hvp_sum(losses, theta, V, self.vmap_chunk)
+
+    def _grad_norms(self, theta: Tensor, x: Tensor, y: Tensor, chunk: int) -> Tensor:
+        if self.bn == "train":
+            return K.grad_norms_coupled(lambda t: self._losses(t, x, y), theta, chunk)
+        one = lambda t, xi, yi: self._losses(t, xi[None], yi[None]).sum()  # noqa: E731
+        return K.grad_norms_independent(one, theta, x, y, chunk)
+
+    # ---- passes over the data -------------------------------------------------------------
+    def _mean(self, part: Callable[[Tensor, Tensor], Tensor], what: str, checked: slice = slice(None)) -> Tensor:
+        sums = Sums(checked)
+        for x, y in self._batches:
+            sums.add(part(x, y), x.shape[0])
+        return sums.mean(self.all_reduce, what)
+
+    def _concat(self, part: Callable[[Tensor, Tensor], Tensor], what: str) -> Tensor:
+        return concat_checked([part(x, y) for x, y in self._batches], what)
+
+    # ---- argument checks ------------------------------------------------------------------
+    def _theta_in(self, theta: Tensor) -> Tensor:
+        P = self.spec.numel
+        if not isinstance(theta, Tensor) or theta.shape != (P,) or not theta.is_floating_point():
+            got = tuple(theta.shape) if isinstance(theta, Tensor) else type(theta).__name__
+            raise InputError(f"θ must be a float tensor of shape ({P},) for this objective, got {got}")
+        bad = first_nonfinite(theta)
+        if bad is not None:
+            raise NonFiniteError(f"θ is not finite: entry {bad} (parameter {self.spec.name_at(bad)!r}) is "
+                                 f"{theta[bad].item()}; check the checkpoint or direction that produced θ")
+        return theta.detach().to(self.device, self.dtype)
+
+    def _thetas_in(self, thetas: Tensor) -> Tensor:
+        if not isinstance(thetas, Tensor) or thetas.ndim != 2 or thetas.shape[0] == 0:
+            got = tuple(thetas.shape) if isinstance(thetas, Tensor) else type(thetas).__name__
+            raise InputError(f"thetas must be a (m, {self.spec.numel}) block of parameter vectors, m ≥ 1; got {got}")
+        return torch.stack([self._theta_in(t) for t in thetas])
+
+    def _tangents_in(self, v: Tensor) -> Tensor:
+        P = self.spec.numel
+        if not isinstance(v, Tensor) or v.ndim not in (1, 2) or v.shape[-1] != P or v.numel() == 0:
+            got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+            raise InputError(f"vectors must have shape ({P},) or (k, {P}) with k ≥ 1, got {got}")
+        if first_nonfinite(v.reshape(-1)) is not None:
+            raise NonFiniteError("the vector(s) multiplied by the Hessian contain NaN or inf; check how they were made")
+        return v.detach().to(self.device, self.dtype).reshape(-1, P)
+
+    def _out(self, t: Tensor, like: Tensor) -> Tensor:
+        return t.to(device=like.device, dtype=like.dtype)
+
+    def _n_known(self) -> bool:
+        return not isinstance(self._batches, IterableBatches) or self._batches._n is not None
+
+    def _check_first_batch(self) -> None:
+        """Run the first batch twice: wrap shape errors into InputError; refuse a non-deterministic model."""
+        x, y = self._batches.first()
+        try:
+            with torch.no_grad():
+                a, b = (self._losses(self._f.theta0, x, y) for _ in range(2))
+        except LandscapeError:
+            raise
+        except Exception as err:  # noqa: BLE001 — whatever the model raised, the cause is the data shape
+            raise InputError(f"input shape {tuple(x.shape)} (targets {tuple(y.shape)}, {y.dtype}) does not fit "
+                             f"the model and loss {self.loss_name!r}: {type(err).__name__}: {err}") from err
+        check_per_example(a, x.shape[0])
+        _check_deterministic(a, b)
+
+
+def _check_deterministic(a: Tensor, b: Tensor) -> None:
+    finite = torch.isfinite(a)
+    a, b = a[finite], torch.where(torch.isfinite(b), b, torch.inf)[finite]  # non-finite in b only: a mismatch
+    scale = a.abs().max().clamp_min(torch.finfo(a.dtype).tiny) if a.numel() else a.new_ones(())
+    diff = (a - b).abs().max() if a.numel() else a.new_zeros(())
+    if not diff <= DETERMINISM_RTOL * scale:
+        raise InputError(f"the model is not deterministic: two forward passes on the same batch differ by "
+                         f"{diff.item():.3g} (relative {(diff / scale).item():.3g}); remove random layers "
+                         "(dropout, stochastic depth, noise) from forward or make them respect eval()")
+
+
+def _check_options(batch_size: int, hvp_method: str, vmap_chunk: int | None) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if hvp_method not in HVP_METHODS:
+        raise InputError(f"hvp_method must be one of {HVP_METHODS}, got {hvp_method!r}")
+    if vmap_chunk is not None and (not isinstance(vmap_chunk, int) or vmap_chunk < 1):
+        raise InputError(f"vmap_chunk must be a positive integer or None, got {vmap_chunk!r}")
+
+
+def _device_dtype(model: nn.Module, device, dtype) -> tuple[torch.device, torch.dtype]:
+    first = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if first is None:
+        raise InputError("the model has no floating-point parameters; an objective needs some")
+    dtype = dtype or first.dtype
+    if not dtype.is_floating_point:
+        raise InputError(f"dtype must be a floating dtype (torch.float32 or torch.float64), got {dtype}")
+    return torch.device(device) if device is not None else first.device, dtype
+
+
+def _spec(model: nn.Module, params) -> ParamSpec:
+    if isinstance(params, ParamSpec):
+        return params
+    return ParamSpec.from_module(model, include=params)
+
+
+def _batches(inputs, targets, data, batch_size, dtype, device, num_examples):
+    if data is not None:
+        if inputs is not None or targets is not None:
+            raise InputError("give either inputs and targets tensors or data=<iterable of batches>, not both")
+        return IterableBatches(data, dtype, device, num_examples)
+    return TensorBatches.create(inputs, targets, batch_size, dtype, device)
