@@ -255,73 +255,9 @@ def _recently_modified(path) -> bool:
         return False
 
 
-# --- durability and atomic publication ----------------------------------------------------
+# --- durability ----------------------------------------------------------------------------
 def flush(f: h5py.File, *, fsync: bool = False) -> None:
     """``File.flush()`` (enough for a killed process) and optionally ``fsync`` (node crash)."""
     f.flush()
     if fsync:
         os.fsync(f.id.get_vfd_handle())
-
-
-def fsync_dir(path) -> None:
-    """fsync the directory holding ``path`` so that a rename in it is durable (best effort)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def temp_path(path) -> str:
-    """A hidden sibling name for building ``path``: ``.<name>.<host>.<pid>.tmp``."""
-    head, name = os.path.split(os.path.abspath(path))
-    return os.path.join(head, f".{name}.{os.uname().nodename}.{os.getpid()}.tmp")
-
-
-def remove_stale_temps(path) -> None:
-    """Delete temp siblings of ``path`` left by killed processes of this host."""
-    head, name = os.path.split(os.path.abspath(path))
-    prefix, host = f".{name}.", os.uname().nodename
-    for entry in os.listdir(head or "."):
-        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
-            continue
-        owner, _, pid = entry[len(prefix):-4].rpartition(".")
-        if owner == host and pid.isdigit() and not _alive(int(pid)):
-            with contextlib.suppress(OSError):
-                os.remove(os.path.join(head, entry))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def publish(tmp: str, path, *, replace: bool) -> None:
-    """Give the finished temp file ``tmp`` its final name ``path``, atomically and durably.
-
-    ``replace=False`` never replaces an existing file (hard link, then unlink the temp
-    name; FileExistsError if ``path`` exists); ``replace=True`` swaps it in with
-    ``os.replace``. Either way a reader sees the old file or the complete new one, never a
-    partial file.
-    """
-    path = os.fspath(path)
-    if replace:
-        os.replace(tmp, path)
-    else:
-        try:
-            os.link(tmp, path)  # raises FileExistsError rather than replace
-        except FileExistsError:
-            raise
-        except OSError:  # a file system without hard links: check, then rename
-            if os.path.lexists(path):
-                raise FileExistsError(path) from None
-            os.replace(tmp, path)
-        else:
-            os.unlink(tmp)
-    fsync_dir(path)

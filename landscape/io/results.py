@@ -25,7 +25,7 @@ import os
 import h5py
 
 from landscape.errors import ConfigMismatchError, FileFormatError, InputError, OutputExistsError
-from landscape.io import _blocks, _h5, _items, schema
+from landscape.io import _atomic, _blocks, _h5, _items, schema
 from landscape.io.provenance import provenance, utc_now
 
 
@@ -72,8 +72,8 @@ class ResultsFile:
         return f if self.mode == "r" else _h5.open_write(self.path, "r+")
 
     def _create(self, run_id) -> h5py.File | None:
-        _h5.remove_stale_temps(self.path)
-        tmp = _h5.temp_path(self.path)
+        _atomic.remove_stale_temps(self.path)
+        tmp = _atomic.temp_path(self.path)
         f = _h5.open_write(tmp, "x")
         try:
             f.attrs["schema"] = schema.RESULTS_SCHEMA
@@ -82,7 +82,7 @@ class ResultsFile:
             _h5.write_json_attr(f, "run_id", run_id)
             _h5.write_json_attr(f, "provenance", provenance())
             _h5.flush(f, fsync=True)
-            _h5.publish(tmp, self.path, replace=False)
+            _atomic.publish(tmp, self.path, replace=False)
         except BaseException as e:
             f.close()
             os.remove(tmp)

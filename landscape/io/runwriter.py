@@ -16,13 +16,14 @@ Layout: see :mod:`landscape.io.schema` and ``docs/file-formats.md``. The protoco
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 
 import numpy as np
 
 from landscape.errors import InputError, OutputExistsError
-from landscape.io import _h5, schema
+from landscape.io import _atomic, _h5, schema
 from landscape.io._layout import create_layout, read_counts, write_counts
 from landscape.io.provenance import provenance, utc_now
 
@@ -77,15 +78,15 @@ class RunWriter:
             _raise_exists(self.path, None)
         if os.path.isdir(self.path):
             raise InputError(f"{self.path} is a directory; give a file name for the run file")
-        _h5.remove_stale_temps(self.path)
-        tmp = _h5.temp_path(self.path)
+        _atomic.remove_stale_temps(self.path)
+        tmp = _atomic.temp_path(self.path)
         f = _h5.open_write(tmp, "x")
         try:
             create_layout(f, self._root_attrs(), P=self.P, B=self.B, batch_size=self.batch_size,
                           full_batch=self.full_batch)
             _h5.flush(f, fsync=True)
             if mode == "create" or not exists:
-                _h5.publish(tmp, self.path, replace=mode == "overwrite")
+                _atomic.publish(tmp, self.path, replace=mode == "overwrite")
             else:
                 self._tmp = tmp
         except BaseException as e:
@@ -97,9 +98,9 @@ class RunWriter:
         return f
 
     def _root_attrs(self) -> dict:
-        created = utc_now()
+        created = utc_now()  # the run's identity: its creation meta, time and a random id
         ident = _h5.json_dumps({"meta": self._meta, "created": created, "uuid": uuid.uuid4().hex})
-        return {"created": created, "run_sha256": _h5.sha256_array(np.frombuffer(ident.encode(), np.uint8)),
+        return {"created": created, "run_sha256": hashlib.sha256(ident.encode()).hexdigest(),
                 "meta": self._meta, "provenance": provenance(),
                 "history": [{"event": "create", "time": created}]}
 
@@ -116,6 +117,8 @@ class RunWriter:
         """
         steps = _vector(steps, "steps", np.int64)
         n, first = len(steps), self._n["steps"]
+        if n == 0:
+            return
         if not np.array_equal(steps, np.arange(first, first + n)):
             raise InputError(f"steps must continue the log contiguously from step {first}; got "
                              f"{steps[:3].tolist()}… (steps are numbered 0, 1, 2, … without gaps)")
@@ -240,7 +243,7 @@ class RunWriter:
 
     def _publish(self) -> None:
         if self._tmp is not None:
-            _h5.publish(self._tmp, self.path, replace=True)
+            _atomic.publish(self._tmp, self.path, replace=True)
             self._tmp = None
 
     def set_status(self, status: str, message: str = "") -> None:
