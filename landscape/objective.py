@@ -31,20 +31,17 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
+from landscape import _checks as C
 from landscape import _kernels as K
-from landscape._batching import IterableBatches, TensorBatches
+from landscape._batching import IterableBatches
 from landscape._functional import FunctionalModel
 from landscape._losses import check_per_example, num_correct, resolve_loss
-from landscape._reduce import Sums, concat_checked, first_nonfinite
+from landscape._reduce import Sums, concat_checked
 from landscape.curvature import GGNOperator, HessianOperator
-from landscape.errors import InputError, LandscapeError, NonFiniteError
+from landscape.errors import InputError, LandscapeError
 from landscape.params import ParamSpec
 
-HVP_METHODS = ("forward_over_reverse", "double_backward")
-# Two forward passes on the same batch must agree to this relative level (max |a − b| /
-# max |a|): far above rounding of a deterministic forward (cuDNN algorithm choice moves
-# float32 results by ~1e-7), far below what dropout or random layers do (order 1).
-DETERMINISM_RTOL = 1e-5
+HVP_METHODS = C.HVP_METHODS
 LOSSES_AT_CHUNK = 16  # default θ rows per vmapped forward in losses_at: m copies of activations
 GRAD_NORM_BUDGET = 2**24  # entries of the (chunk, P) per-example gradient block (64 MiB in float32)
 
@@ -82,13 +79,13 @@ class Objective:
                  all_reduce: Callable[[Tensor], Tensor] | None = None, hvp_method: str = "forward_over_reverse",
                  vmap_chunk: int | None = None, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None, num_examples: int | None = None):
-        _check_options(batch_size, hvp_method, vmap_chunk)
-        device, dtype = _device_dtype(model, device, dtype)
+        C.check_options(batch_size, hvp_method, vmap_chunk)
+        device, dtype = C.device_and_dtype(model, device, dtype)
         self.bn, self.hvp_method, self.vmap_chunk, self.all_reduce = bn, hvp_method, vmap_chunk, all_reduce
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "callable")
         self._loss_fn = resolve_loss(loss)
-        self._f = FunctionalModel(model, _spec(model, params), bn, dtype, device)
-        self._batches = _batches(inputs, targets, data, batch_size, dtype, device, num_examples)
+        self._f = FunctionalModel(model, C.param_spec(model, params), bn, dtype, device)
+        self._batches = C.batch_source(inputs, targets, data, batch_size, dtype, device, num_examples)
         self._check_first_batch()
 
     # ---- properties -------------------------------------------------------------------
@@ -175,7 +172,7 @@ class Objective:
         One forward per (θ, batch), vmapped over chunks of ``chunk_size`` rows (default
         ``vmap_chunk`` or 16) so memory stays bounded; the data are read once.
         """
-        T = self._thetas_in(thetas)
+        T = C.check_thetas(thetas, self.spec, self.device, self.dtype)
         chunk = chunk_size or self.vmap_chunk or LOSSES_AT_CHUNK
 
         def part(x: Tensor, y: Tensor) -> Tensor:
@@ -251,32 +248,11 @@ class Objective:
     def _concat(self, part: Callable[[Tensor, Tensor], Tensor], what: str) -> Tensor:
         return concat_checked([part(x, y) for x, y in self._batches], what)
 
-    # ---- argument checks ------------------------------------------------------------------
     def _theta_in(self, theta: Tensor) -> Tensor:
-        P = self.spec.numel
-        if not isinstance(theta, Tensor) or theta.shape != (P,) or not theta.is_floating_point():
-            got = tuple(theta.shape) if isinstance(theta, Tensor) else type(theta).__name__
-            raise InputError(f"θ must be a float tensor of shape ({P},) for this objective, got {got}")
-        bad = first_nonfinite(theta)
-        if bad is not None:
-            raise NonFiniteError(f"θ is not finite: entry {bad} (parameter {self.spec.name_at(bad)!r}) is "
-                                 f"{theta[bad].item()}; check the checkpoint or direction that produced θ")
-        return theta.detach().to(self.device, self.dtype)
-
-    def _thetas_in(self, thetas: Tensor) -> Tensor:
-        if not isinstance(thetas, Tensor) or thetas.ndim != 2 or thetas.shape[0] == 0:
-            got = tuple(thetas.shape) if isinstance(thetas, Tensor) else type(thetas).__name__
-            raise InputError(f"thetas must be a (m, {self.spec.numel}) block of parameter vectors, m ≥ 1; got {got}")
-        return torch.stack([self._theta_in(t) for t in thetas])
+        return C.check_theta(theta, self.spec, self.device, self.dtype)
 
     def _tangents_in(self, v: Tensor) -> Tensor:
-        P = self.spec.numel
-        if not isinstance(v, Tensor) or v.ndim not in (1, 2) or v.shape[-1] != P or v.numel() == 0:
-            got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
-            raise InputError(f"vectors must have shape ({P},) or (k, {P}) with k ≥ 1, got {got}")
-        if first_nonfinite(v.reshape(-1)) is not None:
-            raise NonFiniteError("the vector(s) multiplied by the Hessian contain NaN or inf; check how they were made")
-        return v.detach().to(self.device, self.dtype).reshape(-1, P)
+        return C.check_vectors(v, self.spec.numel, self.device, self.dtype)
 
     def _out(self, t: Tensor, like: Tensor) -> Tensor:
         return t.to(device=like.device, dtype=like.dtype)
@@ -296,48 +272,5 @@ class Objective:
             raise InputError(f"input shape {tuple(x.shape)} (targets {tuple(y.shape)}, {y.dtype}) does not fit "
                              f"the model and loss {self.loss_name!r}: {type(err).__name__}: {err}") from err
         check_per_example(a, x.shape[0])
-        _check_deterministic(a, b)
+        C.check_deterministic(a, b)
 
-
-def _check_deterministic(a: Tensor, b: Tensor) -> None:
-    finite = torch.isfinite(a)
-    a, b = a[finite], torch.where(torch.isfinite(b), b, torch.inf)[finite]  # non-finite in b only: a mismatch
-    scale = a.abs().max().clamp_min(torch.finfo(a.dtype).tiny) if a.numel() else a.new_ones(())
-    diff = (a - b).abs().max() if a.numel() else a.new_zeros(())
-    if not diff <= DETERMINISM_RTOL * scale:
-        raise InputError(f"the model is not deterministic: two forward passes on the same batch differ by "
-                         f"{diff.item():.3g} (relative {(diff / scale).item():.3g}); remove random layers "
-                         "(dropout, stochastic depth, noise) from forward or make them respect eval()")
-
-
-def _check_options(batch_size: int, hvp_method: str, vmap_chunk: int | None) -> None:
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if hvp_method not in HVP_METHODS:
-        raise InputError(f"hvp_method must be one of {HVP_METHODS}, got {hvp_method!r}")
-    if vmap_chunk is not None and (not isinstance(vmap_chunk, int) or vmap_chunk < 1):
-        raise InputError(f"vmap_chunk must be a positive integer or None, got {vmap_chunk!r}")
-
-
-def _device_dtype(model: nn.Module, device, dtype) -> tuple[torch.device, torch.dtype]:
-    first = next((p for p in model.parameters() if p.is_floating_point()), None)
-    if first is None:
-        raise InputError("the model has no floating-point parameters; an objective needs some")
-    dtype = dtype or first.dtype
-    if not dtype.is_floating_point:
-        raise InputError(f"dtype must be a floating dtype (torch.float32 or torch.float64), got {dtype}")
-    return torch.device(device) if device is not None else first.device, dtype
-
-
-def _spec(model: nn.Module, params) -> ParamSpec:
-    if isinstance(params, ParamSpec):
-        return params
-    return ParamSpec.from_module(model, include=params)
-
-
-def _batches(inputs, targets, data, batch_size, dtype, device, num_examples):
-    if data is not None:
-        if inputs is not None or targets is not None:
-            raise InputError("give either inputs and targets tensors or data=<iterable of batches>, not both")
-        return IterableBatches(data, dtype, device, num_examples)
-    return TensorBatches.create(inputs, targets, batch_size, dtype, device)
