@@ -88,7 +88,7 @@ def build_model(name: str, *, seed: int | None = None, **kwargs) -> nn.Module:
 
     Returns:
         The model on the CPU, in training mode. ``model.build_spec`` holds
-        ``{"name": name, "kwargs": kwargs}`` for provenance.
+        ``{"name": name, "kwargs": all kwargs with defaults filled in}`` for provenance.
 
     Raises:
         InputError: unknown name (the message lists the known ones), unknown keyword argument
@@ -104,5 +104,12 @@ def build_model(name: str, *, seed: int | None = None, **kwargs) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             model = factory(**kwargs)
-    model.build_spec = {"name": name, "kwargs": dict(kwargs)}
+    model.build_spec = {"name": name, "kwargs": _resolved(factory, kwargs)}
     return model
+
+
+def _resolved(factory: Callable, kwargs: dict) -> dict:
+    """All keyword arguments with defaults filled in, tuples as lists (JSON types)."""
+    bound = inspect.signature(factory).bind(**kwargs)
+    bound.apply_defaults()
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in bound.arguments.items()}
