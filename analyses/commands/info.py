@@ -1,0 +1,120 @@
+"""``landscape info FILE [--json]``: what a run file or a results file holds.
+
+A run file: model, parameters, data, steps logged, snapshots, status (completeness) and
+the final metrics; ``--json`` adds the SHA-256 of θ at every saved step, so two runs can be
+compared (``jq .param_sha256``). A results file: the items it holds with their main
+attributes.
+"""
+
+from __future__ import annotations
+
+import json
+
+NAME = "info"
+HELP = "describe a run file or a results file (--json: machine-readable, with parameter checksums)"
+
+MAIN_ATTRS = ("step", "analysis", "kind", "bn", "seed", "k", "which", "num_matvecs", "converged", "wall_time")
+MAX_LISTED = 12  # snapshot steps shown in the text summary (first and last few)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("file", metavar="FILE", help="a run file (landscape train) or a results file")
+    p.add_argument("--json", action="store_true", help="print JSON (run files: with per-snapshot SHA-256)")
+
+
+def run(args) -> int:
+    from landscape.io import file_kind
+
+    info = run_info(args.file) if file_kind(args.file) == "run" else results_info(args.file)
+    print(json.dumps(info, indent=2, sort_keys=True, default=str) if args.json else format_info(info))
+    return 0
+
+
+def run_info(path) -> dict:
+    """The run file's :meth:`RunFile.info` plus the config, lr range and sharpness summary."""
+    from landscape.io import RunFile
+
+    with RunFile(path) as f:
+        info = f.info()
+        info["kind"] = "run"
+        info["config"] = f.config
+        info["total_steps"] = f.meta.get("total_steps")
+        info["complete"] = f.status == "complete"
+        info["parents"] = f.meta.get("parents", {})
+        sharp = f.sharpness()
+        if len(sharp["step"]):
+            info["last_sharpness"] = {"step": int(sharp["step"][-1]),
+                                      "eigenvalues": sharp["eigenvalues"][-1].tolist(),
+                                      "two_over_lr": 2.0 / float(sharp["lr"][-1])}
+    return info
+
+
+def results_info(path) -> dict:
+    """The complete items of a results file with their main attributes."""
+    from landscape.io import ResultsFile
+
+    with ResultsFile(path, "r") as f:
+        items = {}
+        for key in f.keys():
+            arrays, attrs = f.read_item(key)
+            items[key] = {"arrays": {k: list(getattr(v, "shape", ())) for k, v in arrays.items()},
+                          **{k: attrs[k] for k in MAIN_ATTRS if k in attrs}}
+        incomplete = sorted(set(f.keys(complete_only=False)) - set(items))
+    return {"kind": "results", "path": str(path), "items": items, "incomplete": incomplete}
+
+
+def format_info(info: dict) -> str:
+    """A human-readable summary of :func:`run_info` or :func:`results_info`."""
+    return _format_run(info) if info["kind"] == "run" else _format_results(info)
+
+
+def _steps(steps: list) -> str:
+    if len(steps) <= MAX_LISTED:
+        return ", ".join(map(str, steps))
+    return ", ".join(map(str, steps[:5])) + ", …, " + ", ".join(map(str, steps[-5:]))
+
+
+def _status(i: dict) -> str:
+    if i["status"] in ("running", "stopped"):  # "running" in a file whose trainer was killed, or is live
+        hint = f" (incomplete: `landscape train --resume --out {i['path']}` continues it)"
+    else:
+        hint = ""
+    return i["status"] + hint + (f": {i['status_message']}" if i["status_message"] else "")
+
+
+def _format_run(i: dict) -> str:
+    total = i.get("total_steps")
+    lines = [
+        f"run file   {i['path']}",
+        f"model      {i['model']} {json.dumps(i['model_kwargs'])}  (P = {i['params']:,}, BN buffers = {i['buffers']:,})",
+        f"data       {json.dumps(i['dataset'])}  sha256 {str(i['dataset_checksum'])[:16]}…",
+        f"batches    {'full batch' if i['full_batch'] else i['batch_size']}, seed {i['seed']}",
+        f"steps      {i['steps_logged']} logged" + (f" of {total}" if total else ""),
+        f"snapshots  {len(i['snapshots'])}: {_steps(i['snapshots'])}",
+        f"status     {_status(i)}",
+    ]
+    if i.get("final_loss") is not None:
+        lines.append(f"last loss  {i['final_loss']:.6g} (minibatch)")
+    if i.get("final_eval"):
+        e = i["final_eval"]
+        lines.append(f"last eval  step {e['step']}: train loss {e['train_loss']:.6g} acc {e['train_acc']:.4f}, "
+                     f"test loss {e['test_loss']:.6g} acc {e['test_acc']:.4f}")
+    if i.get("last_sharpness"):
+        s = i["last_sharpness"]
+        lines.append(f"sharpness  step {s['step']}: λ = {', '.join(f'{v:.4g}' for v in s['eigenvalues'])} "
+                     f"(2/η = {s['two_over_lr']:.4g})")
+    for name, parent in i.get("parents", {}).items():
+        lines.append(f"{name:<10} {parent['path']} (run {parent['run_sha256'][:16]}…)")
+    lines.append(f"run id     {i['run_sha256']}")
+    return "\n".join(lines)
+
+
+def _format_results(i: dict) -> str:
+    lines = [f"results file {i['path']}: {len(i['items'])} complete item(s)"]
+    for key, item in i["items"].items():
+        attrs = ", ".join(f"{k}={item[k]}" for k in MAIN_ATTRS if k in item)
+        shapes = ", ".join(f"{k}{tuple(s)}" for k, s in item["arrays"].items())
+        lines.append(f"  {key}: {shapes}" + (f"  [{attrs}]" if attrs else ""))
+    if i["incomplete"]:
+        lines.append(f"incomplete (rerun the analysis to finish): {', '.join(i['incomplete'])}")
+    return "\n".join(lines)

@@ -1,0 +1,188 @@
+"""Open a run file for analysis: the model, the data and θ at any step.
+
+θ_t at a saved step is read from the file (checksum-verified). At any other step it is
+rebuilt from the nearest snapshot s ≤ t by replaying updates s … t−1 with the logged batch
+indices and augmentation seeds and the run's schedule (:mod:`checkpoints.step`): bitwise
+the θ_t the trainer had, on the CPU (and on a GPU with deterministic algorithms), provided
+torch and the thread count are those of the run.
+
+Example (an analysis script in a few lines)::
+
+    import landscape as ls
+    from checkpoints import open_run
+
+    with open_run("run.h5") as run:
+        for step in run.saved_steps[::10]:
+            obj = run.objective(step, subset=2048, bn="eval")
+            top = ls.eigsh(obj.hessian(obj.theta), k=5, seed=0)
+            print(step, top.eigenvalues)
+        theta_1234 = run.theta(1234)          # replayed from the snapshot at 1200
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from checkpoints.batches import ReplayPlan
+from checkpoints.config import TrainConfig
+from checkpoints.schedules import make_schedule
+from checkpoints.recording import fixed_subset
+from checkpoints.step import Stepper, TrainState, deterministic_mode
+from landscape.errors import InputError
+
+
+def open_run(path: str | os.PathLike, *, device: str = "cpu", data_dir: str | None = None) -> Run:
+    """Open the run file at ``path`` (see :class:`Run`)."""
+    return Run(path, device=device, data_dir=data_dir)
+
+
+class Run:
+    """A training run opened for analysis (read-only; the file may still be growing).
+
+    Args:
+        path: the run file.
+        device: where the data, the model and θ live.
+        data_dir: where the CIFAR-10 files are on this machine (checked by the run's checksum).
+
+    Attributes:
+        file: the :class:`landscape.io.RunFile`.
+        config: the run's :class:`~checkpoints.config.TrainConfig`.
+        model: the network (built from the stored name and kwargs; its own parameters are the
+            initialisation; use :meth:`theta`/:meth:`model_at` for trained values).
+    """
+
+    def __init__(self, path, *, device: str = "cpu", data_dir: str | None = None):
+        from landscape.io import RunFile
+        from landscape.models import build_model
+
+        self.file = RunFile(path)
+        self.device, self.data_dir = device, data_dir
+        self.config = TrainConfig.from_dict(self.file.config).replace(device=device)
+        self.model = build_model(self.file.model_name, seed=self.config.seed, **self.file.model_kwargs).to(device)
+        self._dataset, self._stepper, self._cache = None, None, None
+
+    # --- what the file holds -------------------------------------------------------------
+    @property
+    def saved_steps(self) -> np.ndarray:
+        """Steps with a stored snapshot (ascending)."""
+        return self.file.saved_steps
+
+    @property
+    def num_steps(self) -> int:
+        """Logged updates: θ_t can be rebuilt for 0 ≤ t ≤ num_steps (from a snapshot ≤ t)."""
+        return self.file.num_steps
+
+    @property
+    def dataset(self):
+        """The run's data (rebuilt from its spec; checksum-verified), loaded on first use."""
+        if self._dataset is None:
+            from landscape.datasets import load_dataset_from_spec
+
+            spec = dict(self.file.dataset_spec)
+            if self.data_dir is not None:
+                spec["data_dir"] = os.fspath(self.data_dir)
+            self._dataset = load_dataset_from_spec(spec, self.device, checksum=self.file.dataset_checksum)
+        return self._dataset
+
+    @property
+    def stepper(self) -> Stepper:
+        """The training step of this run (model, data, loss, optimiser, augmentation)."""
+        if self._stepper is None:
+            self._stepper = Stepper(copy.deepcopy(self.model), self.dataset, self.config)
+        return self._stepper
+
+    # --- θ at any step --------------------------------------------------------------------
+    def snapshot_state(self, step: int) -> TrainState:
+        """S_s = (θ, momentum, buffers) stored at the saved step ``s`` (checksums verified)."""
+        f, s = self.file, int(step)
+        m = torch.from_numpy(f.momentum(s)) if self.config.momentum else None
+        b = f.buffers(s)
+        flat = torch.from_numpy(np.asarray(b, np.float64)) if len(b) else None
+        return self.stepper.state(s, torch.from_numpy(f.params(s)), m, flat)
+
+    def state(self, step: int) -> TrainState:
+        """S_t at any step t ≤ num_steps: the nearest snapshot at or before t, plus replay."""
+        t = int(step)
+        if not 0 <= t <= self.num_steps:
+            raise InputError(f"step {t} is outside the run: θ can be rebuilt for steps 0 … {self.num_steps}")
+        saved = self.saved_steps[self.saved_steps <= t]
+        if len(saved) == 0:
+            raise InputError(f"no snapshot at or before step {t} in {self.file.path}; saved steps start at "
+                             f"{self.saved_steps[:1].tolist()}")
+        s = int(saved[-1])
+        if s == t:
+            return self.snapshot_state(t)
+        cached = self._cache if self._cache is not None and s <= self._cache.step <= t else None
+        return self._replay(cached or self.snapshot_state(s), t)
+
+    def _replay(self, state: TrainState, t: int) -> TrainState:
+        plan, schedule = ReplayPlan(self.file), make_schedule(self.config)
+        with deterministic_mode(self.config):
+            while state.step < t:
+                idx, seed = plan.batch(state.step)
+                state, _ = self.stepper.step(state, idx, seed, schedule(state.step))
+        self._cache = state
+        return state
+
+    def theta(self, step: int) -> Tensor:
+        """θ_t ``(P,)`` float32 on the device (saved, or replayed from the nearest snapshot)."""
+        return self.state(step).theta.clone()
+
+    def buffers(self, step: int) -> dict[str, Tensor]:
+        """The BatchNorm buffers at step t ``{name: tensor}``."""
+        return {k: v.clone() for k, v in self.state(step).buffers.items()}
+
+    def model_at(self, step: int) -> torch.nn.Module:
+        """A copy of the model holding θ_t and the buffers at t, in eval mode."""
+        state, model = self.state(step), copy.deepcopy(self.model)
+        params = self.stepper.spec.unflatten(state.theta)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(params[name])
+            for name, b in model.named_buffers():
+                b.copy_(state.buffers[name])
+        return model.eval()
+
+    # --- analysis -------------------------------------------------------------------------
+    def subset(self, n: int) -> Tensor:
+        """The fixed seeded subset of n training examples (the one online sharpness used)."""
+        return fixed_subset(self.config.seed, self.dataset.num_train, n)
+
+    def objective(self, step: int, subset=None, bn: str = "eval", split: str = "train",
+                  batch_size: int = 1024):
+        """The :class:`landscape.Objective` at step t; ``obj.theta`` is θ_t.
+
+        Args:
+            step: the training step.
+            subset: None (the whole split), an int n (:meth:`subset`), or example indices.
+            bn: ``"eval"`` (running statistics at step t) or ``"train"`` (batch statistics).
+            split: ``"train"`` or ``"test"``.
+            batch_size: examples per forward pass (results do not depend on it).
+        """
+        from landscape.objective import Objective
+
+        if split not in ("train", "test"):
+            raise InputError(f"split must be 'train' or 'test', got {split!r}")
+        x = self.dataset.x_train if split == "train" else self.dataset.x_test
+        y = self.stepper.y_train if split == "train" else self.stepper.y_test
+        if subset is not None:
+            idx = self.subset(subset) if isinstance(subset, (int, np.integer)) else torch.as_tensor(subset)
+            x, y = x[idx.to(x.device)], y[idx.to(x.device)]
+        return Objective(self.model_at(step), x, y, loss=self.config.loss, bn=bn, batch_size=batch_size)
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Run({self.file!r})"

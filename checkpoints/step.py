@@ -1,0 +1,174 @@
+"""One SGD step as a pure function of the training state, and full-dataset evaluation.
+
+The training state at step t is S_t = (θ_t, m_t, b_t): parameters, momentum buffer and
+BatchNorm buffers (running statistics, updated in train mode). Update t maps S_t to
+S_{t+1} using the batch I_t, the augmentation seed a_t and the learning rate η_t only:
+
+    g   = ∇_θ (1/B) Σ_{i∈I_t} ℓ(f(aug(x_i; a_t); θ_t, b_t), y_i)    (BN in train mode)
+    d   = g + λ θ_t                                                (weight decay λ)
+    m'  = β m_t + d                                                (m_0 = 0, so m_1 = d)
+    d   = d + β m'   (Nesterov)   or   d = m'   (heavy ball)
+    θ'  = θ_t − η_t d
+
+which is ``torch.optim.SGD`` (dampening 0) written on the flat θ (Sutskever et al. 2013 for
+the Nesterov form). Nothing else is read: no global RNG, no hidden optimizer state, so the
+same inputs give bitwise the same outputs on the CPU, and a step can be replayed from a
+snapshot of S_t.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.func import functional_call
+
+from checkpoints.augment import augment
+from landscape._losses import num_correct, resolve_loss
+from landscape.params import ParamSpec, flatten_buffers, unflatten_buffers
+
+
+@dataclass
+class TrainState:
+    """S_t: ``step`` t, θ_t ``(P,)``, momentum m_t ``(P,)`` or None, BN buffers ``{name: tensor}``."""
+
+    step: int
+    theta: Tensor
+    momentum: Tensor | None
+    buffers: dict
+
+    def flat_buffers(self, model) -> Tensor:
+        """The buffers as one float64 vector (``landscape.params.flatten_buffers`` order)."""
+        if not self.buffers:
+            return torch.zeros(0, dtype=torch.float64)
+        return torch.cat([self.buffers[n].detach().reshape(-1).to("cpu", torch.float64)
+                          for n, _ in model.named_buffers()])
+
+
+def sgd_update(theta: Tensor, g: Tensor, m: Tensor | None, lr: float, momentum: float,
+               nesterov: bool, weight_decay: float) -> tuple[Tensor, Tensor | None]:
+    """(θ', m') from θ, the gradient g and the momentum buffer m (see the module docstring)."""
+    d = g.add(theta, alpha=weight_decay) if weight_decay else g
+    if momentum:
+        m = m.mul(momentum).add(d)
+        d = d.add(m, alpha=momentum) if nesterov else m
+    return theta.add(d, alpha=-lr), m
+
+
+class Stepper:
+    """The training step and the evaluation of one model on one dataset.
+
+    Args:
+        model: the network (put in train mode here; its parameters are never read again).
+        dataset: a :class:`landscape.datasets.Dataset` (tensors on the device).
+        cfg: the :class:`~checkpoints.config.TrainConfig` (optimiser, loss, augmentation).
+    """
+
+    def __init__(self, model, dataset, cfg):
+        self.model = model.to(dataset.x_train.device).train()
+        self.spec = ParamSpec.from_module(self.model)
+        self.cfg, self.data = cfg, dataset
+        self.loss_fn = resolve_loss(cfg.loss)
+        self.y_train = self._targets(dataset.y_train)
+        self.y_test = self._targets(dataset.y_test)
+
+    def _targets(self, y: Tensor) -> Tensor:
+        if self.cfg.loss == "mse" and not y.is_floating_point():
+            return F.one_hot(y, self.data.num_classes).to(self.data.x_train.dtype)
+        return y
+
+    def initial_state(self, theta: Tensor | None = None, flat_buffers: Tensor | None = None) -> TrainState:
+        """S_0 from the model (or from given θ_0 and buffers, e.g. another run's step 0)."""
+        dev = self.data.x_train.device
+        theta = self.spec.theta_of(self.model) if theta is None else theta
+        theta = theta.to(dev, torch.float32).clone()
+        m = torch.zeros_like(theta) if self.cfg.momentum else None
+        return self.state(0, theta, m, flat_buffers)
+
+    def state(self, step: int, theta: Tensor, momentum: Tensor | None, flat_buffers: Tensor | None) -> TrainState:
+        """A state from stored arrays (buffers as a flat vector; None keeps the model's own)."""
+        dev = self.data.x_train.device
+        flat = flatten_buffers(self.model) if flat_buffers is None else torch.as_tensor(flat_buffers)
+        buffers = {k: v.clone() for k, v in unflatten_buffers(self.model, flat.to(torch.float64)).items()}
+        m = None if momentum is None else torch.as_tensor(momentum).to(dev, torch.float32).clone()
+        return TrainState(int(step), torch.as_tensor(theta).to(dev, torch.float32).clone(), m, buffers)
+
+    def batch(self, idx: Tensor | None, aug_seed: int) -> tuple[Tensor, Tensor]:
+        """The (augmented) inputs and the targets of a batch of indices (None: all of them)."""
+        if idx is None:
+            x, y = self.data.x_train, self.y_train
+        else:
+            idx = idx.to(self.data.x_train.device)
+            x, y = self.data.x_train[idx], self.y_train[idx]
+        return (augment(x, aug_seed) if self.cfg.augment else x), y
+
+    def step(self, state: TrainState, idx: Tensor | None, aug_seed: int, lr: float) -> tuple[TrainState, Tensor]:
+        """S_{t+1} and the batch loss at θ_t (a 0-dim tensor, not synchronised)."""
+        x, y = self.batch(idx, aug_seed)
+        theta = state.theta.detach().requires_grad_(True)
+        buffers = {k: v.clone() for k, v in state.buffers.items()}  # updated in place by BN
+        out = functional_call(self.model, {**self.spec.unflatten(theta), **buffers}, (x,))
+        loss = self.loss_fn(out, y).mean()
+        (g,) = torch.autograd.grad(loss, theta)
+        c = self.cfg
+        theta_new, m = sgd_update(theta.detach(), g, state.momentum, lr, c.momentum, c.nesterov, c.weight_decay)
+        return TrainState(state.step + 1, theta_new, m, buffers), loss.detach()
+
+    @torch.no_grad()
+    def evaluate(self, state: TrainState, split: str) -> tuple[float, float]:
+        """(mean loss, accuracy) on the whole ``split`` ("train" or "test"), BN in eval mode."""
+        x = self.data.x_train if split == "train" else self.data.x_test
+        y = self.y_train if split == "train" else self.y_test
+        params = self.spec.unflatten(state.theta)
+        self.model.eval()
+        try:
+            total, correct = 0.0, 0.0
+            for a in range(0, len(x), self.cfg.eval_batch_size):
+                xb, yb = x[a:a + self.cfg.eval_batch_size], y[a:a + self.cfg.eval_batch_size]
+                out = functional_call(self.model, {**params, **state.buffers}, (xb,))
+                total += float(self.loss_fn(out, yb).double().sum())
+                correct += float(num_correct(out, yb))
+        finally:
+            self.model.train()
+        return total / len(x), correct / len(x)
+
+
+def set_deterministic(mode: bool) -> None:
+    """``torch.use_deterministic_algorithms(mode)`` without importing Inductor when it is not loaded.
+
+    The public function also sets ``torch._inductor.config.deterministic``, which imports
+    torch._dynamo/_inductor (seconds of start-up); that setting only matters to
+    ``torch.compile``, which the trainer does not use, so it is set only if Inductor is loaded.
+    """
+    if mode == torch.are_deterministic_algorithms_enabled():
+        return
+    if "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(mode)
+    else:
+        torch._C._set_deterministic_algorithms(mode)
+
+
+class deterministic_mode:
+    """Deterministic algorithms (and cuDNN/cuBLAS settings on CUDA) while training; restored after."""
+
+    def __init__(self, cfg):
+        self.on = cfg.deterministic if cfg.deterministic is not None else cfg.device == "cpu"
+        self.cuda = str(cfg.device).startswith("cuda")
+
+    def __enter__(self):
+        self.old = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+        if self.on:
+            if self.cuda:
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+                torch.backends.cudnn.benchmark = False
+            set_deterministic(True)
+        return self
+
+    def __exit__(self, *exc):
+        set_deterministic(self.old[0])
+        torch.backends.cudnn.benchmark = self.old[1]
+        return False
