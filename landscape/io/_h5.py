@@ -180,30 +180,36 @@ def open_write(path, mode: str) -> h5py.File:
 def check_safe(f: h5py.File, path) -> None:
     """Refuse links other than hard links, external storage, virtual datasets and plugins.
 
-    Links are inspected with ``getlink=True`` and never followed, so a link target is not
-    opened. Raises UnsafeFileError listing the offending objects.
+    Links are listed with their types (H5Lvisit) and objects are visited through hard links
+    only (H5Ovisit), so no link target is opened and no data are read. Raises
+    UnsafeFileError listing the offending objects.
     """
     bad: list[str] = []
 
-    def visit(name: str) -> None:
-        link = f.get(name, getlink=True)
-        if not isinstance(link, h5py.HardLink):
-            bad.append(f"{name} ({type(link).__name__})")
-            return
-        obj = f.get(name)
-        if isinstance(obj, h5py.Dataset):
-            bad.extend(f"{name} ({why})" for why in _unsafe_storage(obj))
+    def on_link(name: bytes, info) -> None:
+        if info.type != h5py.h5l.TYPE_HARD:
+            kind = {h5py.h5l.TYPE_SOFT: "SoftLink", h5py.h5l.TYPE_EXTERNAL: "ExternalLink"}
+            bad.append(f"{name.decode()} ({kind.get(info.type, 'user-defined link')})")
+
+    datasets: list[bytes] = []
+
+    def on_object(name: bytes, info) -> None:
+        if info.type == h5py.h5o.TYPE_DATASET:
+            datasets.append(name)
 
     with h5_errors(path, "(object tree)"):
-        f.visit_links(visit)
+        f.id.links.visit(on_link, info=True)
+        h5py.h5o.visit(f.id, on_object, info=True)
+        for name in datasets:
+            bad.extend(f"{name.decode()} ({why})" for why in _unsafe_storage(h5py.h5d.open(f.id, name)))
     if bad:
         raise UnsafeFileError(
             f"{path} refers outside itself or needs plugins: {', '.join(bad[:5])}; landscape "
             "files never do, so it was not written by landscape — refusing to read it")
 
 
-def _unsafe_storage(ds: h5py.Dataset) -> list[str]:
-    dcpl = ds.id.get_create_plist()
+def _unsafe_storage(dsid) -> list[str]:
+    dcpl = dsid.get_create_plist()
     why = []
     if dcpl.get_layout() == h5py.h5d.VIRTUAL:
         why.append("virtual dataset")

@@ -118,8 +118,19 @@ class ResultsFile:
 
     def is_complete(self, key: str) -> bool:
         """Whether the item ``key`` exists and was completely written."""
-        g = self._item(key)
-        return g is not None and bool(g.attrs.get(schema.COMPLETE, False))
+        def read():
+            g = self._item(key)
+            return g is not None and bool(g.attrs.get(schema.COMPLETE, False))
+
+        return self._reading(read)
+
+    def _reading(self, read):
+        """Run ``read()``; read-only views of a file a job is writing retry with a fresh handle."""
+        return read() if self.mode == "a" else _h5.retry_live(read, self.path, self._reopen)
+
+    def _reopen(self) -> None:
+        self._f.close()
+        self._f = _h5.open_read(self.path)
 
     def write_item(self, key: str, arrays: dict, attrs: dict | None = None, *,
                    overwrite: bool = False) -> None:
@@ -170,27 +181,28 @@ class ResultsFile:
 
     def read_item(self, key: str) -> tuple[dict, dict]:
         """``(arrays, attrs)`` of a complete item; FileFormatError if missing or incomplete."""
-        g = self._item(key)
-        if g is None or not g.attrs.get(schema.COMPLETE, False):
-            state = "is incomplete (its job was interrupted; rerun it)" if g is not None else "does not exist"
+        if not self.is_complete(key):
+            state = "does not exist" if self._item(key) is None else \
+                "is incomplete (its job was interrupted; rerun it)"
             near = [k for k in self.keys() if k.split("/")[0] == key.split("/")[0]][:10]
             raise FileFormatError(f"item {key!r} in {self.path} {state}; complete items here: "
                                   f"{near or self.keys()[:10] or 'none'}")
-        with _h5.h5_errors(self.path, key, corrupt=True):
-            return _items.read_arrays(g), _items.read_attrs(g)
+
+        def read():
+            with _h5.h5_errors(self.path, key, corrupt=True):
+                g = self._item(key)
+                return _items.read_arrays(g), _items.read_attrs(g)
+
+        return self._reading(read)
 
     def keys(self, prefix: str = "", complete_only: bool = True) -> list[str]:
         """Sorted keys of the items whose key starts with ``prefix`` (complete ones only by default)."""
-        found = []
+        def read():
+            with _h5.h5_errors(self.path, "(item tree)"):
+                found = _items.item_keys(self._f, complete_only)
+            return sorted(k for k in found if k.startswith(prefix))
 
-        def visit(name, obj):
-            if isinstance(obj, h5py.Group) and obj.attrs.get(schema.ITEM_MARK, False):
-                if not complete_only or obj.attrs.get(schema.COMPLETE, False):
-                    found.append(name)
-
-        with _h5.h5_errors(self.path, "(item tree)"):
-            self._f.visititems(visit)
-        return sorted(k for k in found if k.startswith(prefix))
+        return self._reading(read)
 
     # --- block datasets -------------------------------------------------------------------
     def create_block_dataset(self, key: str, name: str, shape, dtype, block_rows: int, *,
