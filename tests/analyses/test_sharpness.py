@@ -30,7 +30,8 @@ def classifier():
     net = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3)).double()
     x = torch.randn(60, 5, dtype=torch.float64)
     y = torch.randint(0, 3, (60,))
-    return Objective(net, x, y, batch_size=25), Objective(net, x[:20] + 0.1, y[:20], batch_size=25)
+    train = Objective(net, x, y, batch_size=25)
+    return train, Objective(net, x[:20] + 0.1, y[:20], batch_size=25), dense_hessian(train, train.theta)
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +48,10 @@ def regression():
 
 
 def test_antithetic_probes_measure_the_quadratic_form(classifier):
-    obj, _ = classifier
+    obj, _, H = classifier
     theta = obj.theta
-    cfg = S.ProbeConfig(radii=(1e-2,), num_directions=12, seed=3)
+    cfg = S.ProbeConfig(radii=(1e-2,), num_directions=12, seed=3, points_per_call=64)
     res = S.probes(obj, theta, obj.spec, cfg, progress=False)
-    H = dense_hessian(obj, theta)
     U = random_directions("gaussian", theta, obj.spec, 12, seed=3)
     want = 0.5 * 1e-4 * torch.einsum("kp,pq,kq->k", U, H, U).numpy()
     got = res["deltas"][0].mean(axis=1)
@@ -61,10 +61,10 @@ def test_antithetic_probes_measure_the_quadratic_form(classifier):
 
 def test_probe_mean_matches_trace_over_P(classifier):
     """E[Δ] = r²·tr(H)/(2P) for Gaussian u ~ N(0, I/P), the gradient term cancelled by ±u."""
-    obj, _ = classifier
+    obj, _, H = classifier
     theta, r, K = obj.theta, 1e-2, 200
-    res = S.probes(obj, theta, obj.spec, S.ProbeConfig(radii=(r,), num_directions=K, seed=0), progress=False)
-    H = dense_hessian(obj, theta)
+    res = S.probes(obj, theta, obj.spec, S.ProbeConfig(radii=(r,), num_directions=K, seed=0, points_per_call=200),
+                   progress=False)
     P = theta.numel()
     want = r ** 2 * torch.trace(H).item() / (2 * P)
     sigma = r ** 2 / 2 * math.sqrt(2 * torch.trace(H @ H).item()) / P / math.sqrt(K)
@@ -73,7 +73,7 @@ def test_probe_mean_matches_trace_over_P(classifier):
 
 
 def test_aggregates_and_kinds(classifier):
-    obj, _ = classifier
+    obj, _, _ = classifier
     for kind in ("gaussian", "filter", "adaptive"):
         cfg = S.ProbeConfig(radii=(0.01, 0.1), num_directions=3, kind=kind, antithetic=False, points_per_call=2)
         res = S.probes(obj, obj.theta, obj.spec, cfg, progress=False)
@@ -85,7 +85,7 @@ def test_aggregates_and_kinds(classifier):
 
 
 def test_probes_do_not_depend_on_chunking(classifier):
-    obj, _ = classifier
+    obj, _, _ = classifier
     a = S.probes(obj, obj.theta, obj.spec, S.ProbeConfig(radii=(0.05,), num_directions=5, points_per_call=2),
                  progress=False)
     b = S.probes(obj, obj.theta, obj.spec, S.ProbeConfig(radii=(0.05,), num_directions=5, points_per_call=64),
@@ -135,7 +135,53 @@ def test_worst_case_config_refuses_bad_input():
 
 
 def test_losses_and_gap(classifier):
-    train, test = classifier
+    train, test, _ = classifier
     out = S.losses(train, test, train.theta)
     assert abs(out["gap_loss"] - (out["test_loss"] - out["train_loss"])) < EXACT_ATOL
     assert abs(out["train_loss"] - train.loss(train.theta).item()) < EXACT_ATOL
+
+
+# ---- the command line on a tiny MNIST-1D run (tests/analyses/conftest.py) ---------------------
+
+def sharpness_cli(run, out, *extra):
+    from analyses.cli import main
+
+    return main(["sharpness", str(run), "--out", str(out), "--device", "cpu", *extra])
+
+
+FAST = ("--radii", "0.01,0.1", "--directions", "3", "--worst", "box", "--worst-radii", "1e-3",
+        "--ascent-steps", "2", "--no-curvature", "--kinds", "gaussian,filter")
+
+
+def test_cli_end_to_end_and_resume(tiny_run, tmp_path, capsys):
+    from landscape.io import ResultsFile
+
+    out = tmp_path / "r.h5"
+    assert sharpness_cli(tiny_run.path, out, *FAST) == 0
+    with ResultsFile(out, "r") as r:
+        keys = r.keys("sharpness/")
+        arrays, attrs = r.read_item("sharpness/step_00000030/probes_filter")
+    assert [k.rsplit("/", 1)[1] for k in keys] == ["losses", "probes_filter", "probes_gaussian", "worst_box"]
+    assert arrays["deltas"].shape == (2, 3, 2) and arrays["gap_loss"] == arrays["test_loss"] - arrays["train_loss"]
+    assert attrs["settings"]["kind"] == "filter" and attrs["model"]["name"] == "mlp"
+    capsys.readouterr()
+    assert sharpness_cli(tiny_run.path, out, *FAST) == 0
+    assert "0 item(s) computed, 4 already complete" in capsys.readouterr().out
+
+
+def test_cli_refuses_changed_settings(tiny_run, tmp_path, capsys):
+    out = tmp_path / "r.h5"
+    assert sharpness_cli(tiny_run.path, out, "--kinds", "none", "--worst", "none", "--no-curvature") == 0
+    assert sharpness_cli(tiny_run.path, out, "--kinds", "gaussian", "--radii", "0.2", "--directions", "2",
+                         "--worst", "none", "--no-curvature", "--subset", "100") != 0
+    assert "other settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,match", [(("--radii", "0,0.1"), "positive"), (("--radii", "-0.1"), "positive"),
+                                        (("--directions", "0"), "at least one direction"),
+                                        (("--kinds", "sphere"), "unknown sphere"),
+                                        (("--worst-radii", "0"), "positive")])
+def test_cli_bad_input_exits_nonzero(tmp_path, capsys, args, match):
+    assert sharpness_cli(tmp_path / "missing_run.h5", tmp_path / "r.h5", *args) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1, err

@@ -100,3 +100,96 @@ def test_bad_grids(xs, ys, match):
 def test_direction_count_must_match_the_grid(obj):
     with pytest.raises(InputError, match="2-D surface needs directions"):
         S.evaluate_rows(obj, obj.theta, obj.theta[None], [0, 1], [0, 1])
+
+
+# ---- the command line on a tiny MNIST-1D run (tests/analyses/conftest.py) ---------------------
+
+FLOAT32_RTOL = 1e-5  # the same float32 loss by a batched (vmapped) and a plain forward pass
+
+
+def surface_cli(run, out, *extra):
+    from analyses.cli import main
+
+    return main(["surface", str(run), "--out", str(out), "--device", "cpu", *extra])
+
+
+def read(out, key):
+    from landscape.io import ResultsFile
+
+    with ResultsFile(out, "r") as r:
+        return r.read_item(key)
+
+
+def test_cli_2d_surface_with_trajectory_and_plot(tiny_run, tmp_path, capsys):
+    from analyses.plots.surface import surface_2d
+    from landscape.io import ResultsFile
+
+    out = tmp_path / "s.h5"
+    assert surface_cli(tiny_run.path, out, "--grid", "4,3", "--span", "1,0.5") == 0
+    arrays, attrs = read(out, "surface/step_00000030/filter-filter")
+    assert arrays["loss"].shape == (3, 4) and np.all(np.isfinite(arrays["loss"]))
+    assert arrays["trajectory_coords"].shape == (len(tiny_run.saved_steps), 2)
+    assert np.allclose(arrays["trajectory_coords"][-1], 0, atol=1e-6), "θ_step must sit at the origin"
+    assert attrs["settings"]["directions"] == ["filter", "filter"]
+    capsys.readouterr()
+    assert surface_cli(tiny_run.path, out, "--grid", "4,3", "--span", "1,0.5") == 0
+    assert "0 item(s) computed" in capsys.readouterr().out
+    with ResultsFile(out, "r") as r:
+        figs = surface_2d(r, None)
+    assert len(figs) == 1 and figs[0][1].axes
+
+
+def test_cli_1d_difference_reaches_the_other_checkpoint(tiny_run, tmp_path):
+    from checkpoints.replay import open_run
+
+    out = tmp_path / "s.h5"
+    assert surface_cli(tiny_run.path, out, "--directions", "step:0", "--grid", "3", "--span", "0:1") == 0
+    arrays, _ = read(out, "surface/step_00000030/step0")
+    with open_run(tiny_run.path) as run:
+        obj = run.objective(30)
+        want = obj.loss(run.theta(0)).item()
+    got = arrays["loss"][0, -1]
+    assert abs(got - want) < FLOAT32_RTOL * want, f"L at x=1: {got} vs L(θ_0) {want}"
+
+
+def test_cli_resumes_a_killed_grid(tiny_run, tmp_path, monkeypatch):
+    import analyses.commands.surface as cmd
+
+    out, full = tmp_path / "killed.h5", tmp_path / "full.h5"
+    args = ("--grid", "3", "--directions", "gaussian,gaussian")
+    assert surface_cli(tiny_run.path, full, *args) == 0
+    real, calls = cmd.SU.evaluate_rows, []
+
+    def dying(*a, **kw):
+        calls.append(kw["start"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt                    # killed while computing the second row
+        return real(*a, **kw)
+
+    monkeypatch.setattr(cmd.SU, "evaluate_rows", dying)
+    assert surface_cli(tiny_run.path, out, *args) == 130
+    calls.clear()
+    monkeypatch.setattr(cmd.SU, "evaluate_rows", lambda *a, **kw: (calls.append(kw["start"]), real(*a, **kw))[1])
+    assert surface_cli(tiny_run.path, out, *args) == 0
+    assert calls == [1, 2], f"the rerun recomputed rows {calls}; only rows 1 and 2 were missing"
+    key = "surface/step_00000030/gaussian-gaussian"
+    assert np.array_equal(read(out, key)[0]["loss"], read(full, key)[0]["loss"])
+
+
+@pytest.mark.parametrize("args,match", [
+    (("--directions", "filter,filter,filter"), "one (1-D surface) or two"),
+    (("--directions", "sphere"), "unknown direction"),
+    (("--directions", "eigen:0"), "integer ≥ 1"),
+    (("--grid", "1"), "≥ 2 points"),
+    (("--grid", "400", "--max-minutes", "0.001"), "forward passes, about"),
+    (("--directions", "eigen:1"), "no stored eigenvectors"),
+])
+def test_cli_bad_input_exits_nonzero(tiny_run, tmp_path, capsys, args, match):
+    assert surface_cli(tiny_run.path, tmp_path / "s.h5", *args) == 2
+    err = capsys.readouterr().err
+    assert match in err, err
+
+
+def test_cli_refuses_a_run_of_another_model(tiny_run, tiny_bn_run, tmp_path, capsys):
+    assert surface_cli(tiny_run.path, tmp_path / "s.h5", "--directions", f"run:{tiny_bn_run.path}") == 2
+    assert "another model" in capsys.readouterr().err

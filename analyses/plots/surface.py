@@ -1,0 +1,103 @@
+"""Loss surfaces: 1-D curves (loss and accuracy) and 2-D contours with the projected trajectory.
+
+Reads ``surface/step_XXXXXXXX/<name>`` (``landscape surface``): ``xs``, ``loss``, ``acc``
+and, for 2-D surfaces, ``ys`` and optionally ``trajectory_coords`` / ``trajectory_steps``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analyses.plots import MissingData, register
+from analyses.plots.sharpness import step_items, styled
+from analyses.plots.style import PALETTE, SEQUENTIAL_CMAP, figure
+
+NUM_LEVELS = 25  # contour levels, spaced in log(loss) when every loss is positive
+
+
+def _surfaces(results, dims: int) -> list[tuple[int, str, dict]]:
+    found = [(step, name, a) for step, q in sorted(step_items(results, "surface").items())
+             for name, a in sorted(q.items()) if ("ys" in a) == (dims == 2)]
+    if not found:
+        raise MissingData(f"no {dims}-D surface stored")
+    return found
+
+
+def fitted_curvature(xs: np.ndarray, loss: np.ndarray) -> float:
+    """d²L/dx² of the least-squares quadratic through the curve (≈ λ along a unit eigenvector)."""
+    finite = np.isfinite(loss)
+    return float(2 * np.polyfit(xs[finite], loss[finite], 2)[0]) if finite.sum() >= 3 else float("nan")
+
+
+def _curve(ax, a, title):
+    xs, loss = np.asarray(a["xs"]), np.asarray(a["loss"])[0]
+    ax.plot(xs, loss, color=PALETTE[0], label="loss")
+    ax.set_xlabel(str(a.get("x_label", "x (step along the direction)")))
+    ax.set_ylabel("loss", color=PALETTE[0])
+    if np.isfinite(np.asarray(a["acc"])).any():
+        twin = ax.twinx()
+        twin.plot(xs, np.asarray(a["acc"])[0], color=PALETTE[1], ls="--")
+        twin.set_ylabel("accuracy", color=PALETTE[1])
+        twin.spines["right"].set_visible(True)
+    if len(xs) >= 3:
+        title += f"; fitted curvature {fitted_curvature(xs, loss):.3g}"
+    ax.set_title(title)
+
+
+@register("surface_1d", caption="Loss (solid) and accuracy (dashed) along one direction through θ, "
+          "one panel per stored 1-D surface; the title gives the direction and the curvature of the "
+          "least-squares quadratic (for a unit eigenvector it estimates the eigenvalue).")
+@styled
+def surface_1d(results, run):
+    out = []
+    for step, name, a in _surfaces(results, 1):
+        fig, ax = figure("single")
+        _curve(ax, a, f"{name}, step {step}")
+        out.append((f"{name}_step{step}", fig))
+    return out
+
+
+def _levels(loss: np.ndarray) -> np.ndarray:
+    finite = loss[np.isfinite(loss)]
+    lo, hi = finite.min(), finite.max()
+    if lo > 0 and hi > lo:
+        return np.geomspace(lo, hi, NUM_LEVELS)
+    return np.linspace(lo, hi if hi > lo else lo + 1, NUM_LEVELS)
+
+
+def _trajectory(ax, a):
+    c = np.asarray(a["trajectory_coords"])
+    ax.plot(c[:, 0], c[:, 1], "-", color="white", lw=1.6)
+    ax.plot(c[:, 0], c[:, 1], ".-", color=PALETTE[1], lw=0.9, ms=3, label="trajectory")
+    ax.plot(c[-1, 0], c[-1, 1], "*", color=PALETTE[1], ms=7)
+    ax.legend(loc="upper right")
+
+
+@register("surface_2d", caption="Loss contours on the plane θ + x d₁ + y d₂ (levels spaced in log loss), "
+          "with the saved training trajectory projected onto the plane by least squares (Li et al. "
+          "2018); the star marks the last snapshot.")
+@styled
+def surface_2d(results, run):
+    out = []
+    for step, name, a in _surfaces(results, 2):
+        loss = np.asarray(a["loss"])
+        fig, ax = figure("single", aspect=0.85)
+        cs = ax.contourf(a["xs"], a["ys"], loss, levels=_levels(loss), cmap=SEQUENTIAL_CMAP,
+                         norm=_norm(loss))
+        ax.contour(a["xs"], a["ys"], loss, levels=_levels(loss)[::3], colors="black", linewidths=0.3)
+        fig.colorbar(cs, ax=ax, label="loss", format="%.3g")
+        if "trajectory_coords" in a:
+            _trajectory(ax, a)
+        ax.plot(0, 0, "+", color="black")
+        ax.set_xlabel(str(a.get("x_label", "x")))
+        ax.set_ylabel(str(a.get("y_label", "y")))
+        ax.set_title(f"{name}, step {step}")
+        out.append((f"{name}_step{step}", fig))
+    return out
+
+
+def _norm(loss: np.ndarray):
+    from matplotlib.colors import LogNorm
+
+    finite = loss[np.isfinite(loss)]
+    return LogNorm(finite.min(), finite.max()) if finite.min() > 0 and finite.max() > finite.min() else None
