@@ -2,6 +2,7 @@
 
     python io_child.py write PATH P [MAX_SECONDS]   append until killed (or MAX_SECONDS)
     python io_child.py read PATH SECONDS            read committed rows while a writer appends
+    python io_child.py results PATH                 write results items until killed
 
 The writer prints ``READY`` once imported, then ``ACK <steps> <snapshots>`` after every
 commit returns, so the parent knows what must have survived a kill. Every row's content
@@ -108,8 +109,51 @@ def check_run_tail(run) -> None:
         assert run.step_metrics()["loss"][-1] == (n - 1) * 0.5, "loss"
 
 
+ITEM_SIZE = 20_000   # floats per results array
+ITEM_BLOCKS = 4      # row blocks of the block dataset of each item
+
+
+def item_arrays(i: int) -> dict:
+    return {"v": np.full(ITEM_SIZE, i, np.float64), "i": i}
+
+
+def item_block(i: int, b: int) -> np.ndarray:
+    return np.full((2, 50), 100 * i + b, np.float32)
+
+
+def write_result(r, i: int) -> None:
+    """Item ``r/step_<i>``: a block dataset written block by block, then the arrays."""
+    key = f"r/step_{i:08d}"
+    r.create_block_dataset(key, "blocks", (2 * ITEM_BLOCKS, 50), np.float32, 2)
+    for b in range(ITEM_BLOCKS):
+        r.write_block(key, "blocks", 2 * b, item_block(i, b))
+    r.write_item(key, item_arrays(i), {"step": i})
+
+
+def results_writer(path: str) -> None:
+    from landscape.io import ResultsFile
+    print("READY", flush=True)
+    with ResultsFile(path, "a", run_id={"path": "run.h5", "run_sha256": "0" * 64}) as r:
+        i = 0
+        while True:
+            write_result(r, i)
+            i += 1
+            print(f"ACK {i} 0", flush=True)
+
+
+def check_result(r, key: str) -> None:
+    arrays, attrs = r.read_item(key)
+    i = attrs["step"]
+    assert key == f"r/step_{i:08d}" and arrays["i"] == i
+    assert np.array_equal(arrays["v"], item_arrays(i)["v"]), key
+    want = np.concatenate([item_block(i, b) for b in range(ITEM_BLOCKS)])
+    assert np.array_equal(arrays["blocks"], want), key
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "write":
         writer(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]) if len(sys.argv) > 4 else 1e9)
+    elif sys.argv[1] == "results":
+        results_writer(sys.argv[2])
     else:
         reader(sys.argv[2], float(sys.argv[3]))

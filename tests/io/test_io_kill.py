@@ -27,11 +27,12 @@ import h5py
 import io_child
 import pytest
 
-from landscape.io import RunFile, RunWriter
+from landscape.io import ResultsFile, RunFile, RunWriter
 
 CHILD = str(Path(io_child.__file__).resolve())
 KILLS = 10                 # default run: ~10 kills with small rows (R1 asks for 20 in CI; 10 keeps it fast)
 KILLS_SLOW = 100           # slow run, ResNet-20-sized rows
+KILLS_RESULTS = 3          # results writer: each kill lands in some item (or in the file's creation)
 SMALL_P = 1_000
 RESNET20_P = 272_474       # parameters of a CIFAR ResNet-20
 KILL_WINDOW_S = (0.0, 0.5)       # delay after the child is ready: covers creation and appends
@@ -43,8 +44,8 @@ READER_SECONDS = 2.0       # how long the concurrent reader reads
 class Child:
     """A writer subprocess whose acknowledged commits are collected by a thread."""
 
-    def __init__(self, path: Path, P: int, max_seconds: float | None = None):
-        args = [sys.executable, CHILD, "write", str(path), str(P)]
+    def __init__(self, path: Path, P: int | None, max_seconds: float | None = None):
+        args = [sys.executable, CHILD, "write", str(path), str(P)] if P else [sys.executable, CHILD, "results", str(path)]
         args += [] if max_seconds is None else [str(max_seconds)]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, bufsize=1)
@@ -148,3 +149,25 @@ def test_reader_process_while_writer_appends(tmp_path):
     with RunFile(path) as run:
         assert run.num_steps == acked[0]
         io_child.check_run(run, SMALL_P)
+
+
+def test_sigkilled_results_writer_loses_at_most_the_item_it_was_on(tmp_path):
+    rng = random.Random(11)
+    for n in range(KILLS_RESULTS):
+        path = tmp_path / f"kill{n}" / "results.h5"
+        path.parent.mkdir()
+        acked = Child(path, None).kill_after(rng.uniform(*KILL_WINDOW_S))[0]
+        if not path.exists():
+            assert acked == 0
+            continue
+        with ResultsFile(path, "a") as r:
+            done = r.keys()
+            assert len(done) >= acked and done == [f"r/step_{i:08d}" for i in range(len(done))]
+            for key in done:
+                io_child.check_result(r, key)
+            for key in sorted(set(r.keys(complete_only=False)) - set(done)):  # rerun the rest
+                io_child.write_result(r, int(key.rsplit("_", 1)[1]))
+            assert r.keys() == r.keys(complete_only=False)
+            for key in r.keys():
+                io_child.check_result(r, key)
+        assert sorted(os.listdir(path.parent)) == ["results.h5"]
