@@ -96,3 +96,97 @@ def test_measures_from_items():
     assert S.gap_from_items(items) == 0.25
     with pytest.raises(InputError, match="unknown gap"):
         S.gap_from_items(items, "accuracy")
+
+
+# ---- the command line --------------------------------------------------------------------------
+
+def fake_results(path, run_path, gap, lr, seed, model="mlp"):
+    """A results file shaped like `landscape sharpness` output (measures computed elsewhere)."""
+    from landscape.io import ResultsFile
+
+    attrs = {"model": {"name": model, "kwargs": {}, "params": None}, "run_config": {"lr": lr, "seed": seed,
+                                                                                    "device": "cpu"}}
+    losses = {"train_loss": 0.1, "test_loss": 0.1 + gap, "gap_loss": gap, "gap_error": gap / 2}
+    with ResultsFile(path, "a", run_id={"path": run_path, "run_sha256": run_path}) as r:
+        for step in (10, 20):
+            r.write_item(f"sharpness/step_{step:08d}/probes_gaussian",
+                         {"radii": np.array([0.1]), "sum_abs": np.array([gap * 3 + step]), "mean_sq": np.array([lr]),
+                          "max": np.array([seed]), "mean": np.array([gap ** 2]), **losses}, attrs)
+    return str(path)
+
+
+@pytest.fixture()
+def zoo_files(tmp_path):
+    rng = np.random.default_rng(0)
+    return [fake_results(tmp_path / f"r{i}.h5", f"run{i}.h5", float(rng.normal()), lr=0.1 * (1 + i % 3), seed=i % 2)
+            for i in range(6)]
+
+
+def study_cli(files, out, *extra):
+    from analyses.cli import main
+
+    return main(["sharpness-study", *map(str, files), "--out", str(out), "--bootstrap", "200", *extra])
+
+
+def test_cli_table_is_invariant_to_the_order_of_files(zoo_files, tmp_path, capsys):
+    from analyses.plots.sharpness import sharpness_study_scatter, sharpness_study_tau
+    from landscape.io import ResultsFile
+
+    assert study_cli(zoo_files, tmp_path / "a.h5") == 0
+    assert study_cli(zoo_files[::-1], tmp_path / "b.h5") == 0
+    assert "probe:gaussian:sum_abs:r=0.1" in capsys.readouterr().out
+    with ResultsFile(tmp_path / "a.h5", "r") as a, ResultsFile(tmp_path / "b.h5", "r") as b:
+        ta, attrs = a.read_item("sharpness_study/table")
+        tb, _ = b.read_item("sharpness_study/table")
+        assert len(sharpness_study_tau(a, None)) == 1 and len(sharpness_study_scatter(a, None)) == 1
+    for key in ta:
+        assert np.array_equal(ta[key], tb[key], equal_nan=True) if ta[key].dtype.kind == "f" else \
+            list(ta[key]) == list(tb[key]), key
+    assert attrs["axes"] == ["lr", "seed"] and ta["values"].shape == (6, 4)
+    tau = dict(zip(ta["measures"], ta["tau"]))
+    assert tau["probe:gaussian:sum_abs:r=0.1"] == 1.0, "sum|Δ| was built increasing in the gap"
+
+
+def test_cli_step_and_gap_options(zoo_files, tmp_path):
+    from landscape.io import ResultsFile
+
+    assert study_cli(zoo_files, tmp_path / "s.h5", "--step", "10", "--gap", "error", "--hparams", "lr") == 0
+    with ResultsFile(tmp_path / "s.h5", "r") as r:
+        t, attrs = r.read_item("sharpness_study/table")
+    assert attrs["axes"] == ["lr"] and attrs["gap"] == "error" and all(s.endswith("@10") for s in t["labels"])
+
+
+@pytest.mark.parametrize("case,match", [("model", "different models"), ("step", "no sharpness results at step"),
+                                        ("dup", "appears twice"), ("hparam", "not in the runs' configs")])
+def test_cli_bad_zoos_exit_nonzero(zoo_files, tmp_path, capsys, case, match):
+    files, extra = list(zoo_files), []
+    if case == "model":
+        files.append(fake_results(tmp_path / "cnn.h5", "cnn.h5", 0.3, 0.1, 0, model="cnn1d"))
+    elif case == "step":
+        extra = ["--step", "15"]
+    elif case == "dup":
+        files.append(files[0])
+    else:
+        extra = ["--hparams", "momentum"]
+    assert study_cli(files, tmp_path / "s.h5", *extra) == 2
+    assert match in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_zoo_of_real_runs(tmp_path):
+    """Three short MNIST-1D runs (different lr and seed) → sharpness → study, from the CLI."""
+    from analyses.cli import main
+    from checkpoints.config import TrainConfig
+    from checkpoints.train import train
+
+    files = []
+    for i, lr in enumerate((0.05, 0.2, 0.5)):
+        cfg = TrainConfig(dataset="mnist1d", dataset_kwargs={"num_train": 200, "num_test": 100}, model="mlp",
+                          model_kwargs={"in_dim": 40, "hidden": [12]}, lr=lr, batch_size=50, steps=30,
+                          save_every=10, seed=i)
+        train(cfg, tmp_path / f"run{i}.h5", progress=False, fsync=False)
+        files.append(tmp_path / f"res{i}.h5")
+        assert main(["sharpness", str(tmp_path / f"run{i}.h5"), "--out", str(files[-1]), "--device", "cpu",
+                     "--radii", "0.05", "--directions", "4", "--ascent-steps", "3", "--no-curvature"]) == 0
+    assert study_cli(files, tmp_path / "study.h5") == 0
+    assert study_cli(files[::-1], tmp_path / "study2.h5") == 0
