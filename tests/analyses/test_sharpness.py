@@ -185,3 +185,19 @@ def test_cli_bad_input_exits_nonzero(tmp_path, capsys, args, match):
     assert sharpness_cli(tmp_path / "missing_run.h5", tmp_path / "r.h5", *args) == 2
     err = capsys.readouterr().err
     assert match in err and err.count("\n") == 1, err
+
+
+def test_radius_plot_from_stored_probes(tiny_run, tmp_path):
+    from analyses.plots import MissingData
+    from analyses.plots.sharpness import sharpness_radius
+    from landscape.io import ResultsFile
+
+    out = tmp_path / "r.h5"
+    assert sharpness_cli(tiny_run.path, out, "--steps", "10,30", "--radii", "0.01,0.1", "--directions", "2",
+                         "--worst", "none", "--no-curvature") == 0
+    with ResultsFile(out, "r") as r:
+        (suffix, fig), = sharpness_radius(r, None)
+        assert len(fig.axes[0].lines) == 2, "one line per step"
+    with ResultsFile(tmp_path / "empty.h5", "a") as r:
+        with pytest.raises(MissingData):
+            sharpness_radius(r, None)
