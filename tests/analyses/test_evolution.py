@@ -85,3 +85,60 @@ def test_density_is_normalised_and_peaks_at_the_nodes():
     assert phi[np.argmin(abs(grid))] == pytest.approx(0.75 / (0.5 * np.sqrt(2 * np.pi)), rel=1e-3)
     ev = density_evolution([nodes, nodes * 2], [weights, weights], num=64)
     assert ev["density"].shape == (2, 64) and ev["grid"][0] < 0 and ev["grid"][-1] > 20
+
+
+# ---- the command, end to end on a tiny MNIST-1D run -----------------------------------------------
+
+# Stored eigenvectors are float32 roundings of exact float64 ones: V Vᵀ = I to ~ √k·2⁻²⁴ per entry.
+STORED_ORTHONORMAL_ATOL = 1e-6
+
+
+@pytest.fixture(scope="module")
+def eigen_all_steps(tiny_run, tmp_path_factory):
+    from eigen_results import write_dense_eigen
+
+    path = tmp_path_factory.mktemp("evolution") / "eigen.h5"
+    return path, write_dense_eigen(tiny_run.path, path, k=4)
+
+
+def _copy(src, tmp_path):
+    import shutil
+
+    shutil.copy(src, tmp_path / "res.h5")
+    return tmp_path / "res.h5"
+
+
+def _main(*argv):
+    from analyses.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def test_evolution_command_end_to_end(eigen_all_steps, tmp_path, capsys):
+    from analyses.runner import step_key
+    from landscape.io import ResultsFile
+
+    res = _copy(eigen_all_steps[0], tmp_path)
+    assert _main("evolution", res) == 0
+    with ResultsFile(res) as r:
+        table, _ = r.read_item("evolution/eigenvalues")
+        pair, _ = r.read_item(step_key("evolution", 20, "overlap_step_00000030"))
+        V30 = r.read_item(step_key("hessian", 30, "eigen"))[0]["eigenvectors"]
+        keys = r.keys("evolution/")
+    assert table["steps"].tolist() == [0, 10, 20, 30]
+    np.testing.assert_allclose(table["eigenvalues"], np.stack([eigen_all_steps[1][s] for s in (0, 10, 20, 30)]))
+    assert len([k for k in keys if "overlap" in k]) == 3 and "evolution/density" not in keys  # no density items
+    assert np.all((0 <= pair["overlap"]) & (pair["overlap"] <= 1 + 1e-12)) and pair["principal_angles"].shape == (4,)
+    np.testing.assert_allclose(compare(V30, V30)["overlap"], np.eye(4), atol=STORED_ORTHONORMAL_ATOL)
+    np.testing.assert_allclose(principal_angles(V30, V30), 0.0, atol=STORED_ORTHONORMAL_ATOL)
+    capsys.readouterr()
+    assert _main("evolution", res, "--pairs", "all") == 0
+    assert "3 overlap item(s) computed, 3 already complete" in capsys.readouterr().out
+
+
+def test_evolution_bad_input(eigen_all_steps, tmp_path, capsys):
+    res = _copy(eigen_all_steps[0], tmp_path)
+    assert _main("evolution", res, "--steps", "15") != 0
+    assert "step 15 is not saved" in capsys.readouterr().err
+    assert _main("evolution", res, "--subspace-k", "9") != 0
+    assert "--subspace-k 9" in capsys.readouterr().err

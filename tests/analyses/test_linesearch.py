@@ -246,3 +246,73 @@ def test_quadratic_check_parts_on_a_network(mlp):
     rel = np.abs(out["quadratic"] - out["true"])[:, small].max() / np.abs(out["true"] - out["L0"]).max()
     assert rel < 0.05, f"quadratic prediction off by {rel:.2e} at |t| ≤ 0.5"
     assert np.isfinite(out["parting_quadratic"]).any()  # tanh saturates: it parts somewhere on |t| ≤ 8
+
+
+# ---- the command, end to end on a tiny MNIST-1D run -----------------------------------------------
+
+# Small-t curvature from the command vs the exact λ_i, relative to λ_max. The tiny run is a ReLU MLP:
+# the Hessian ignores activation kinks, which a line search crosses once |t| ≳ 3e-3 (measured: 12%
+# error at w = 3e-3, 6e-7 at w = 1e-3, in float64). So: float64, |t| ≤ 1e-3, where rounding noise is
+# ε·L/w² ≈ 1e-10; the bound leaves 100× over the measured error.
+E2E_CURVATURE_RTOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def eigen_file(tiny_run, tmp_path_factory):
+    from eigen_results import write_dense_eigen
+
+    path = tmp_path_factory.mktemp("linesearch") / "eigen.h5"
+    lams = write_dense_eigen(tiny_run.path, path, k=4, steps=[30])
+    return path, lams[30]
+
+
+def _results(tmp_path, eigen_file):
+    import shutil
+
+    out = tmp_path / "res.h5"
+    shutil.copy(eigen_file[0], out)
+    return out
+
+
+def _main(*argv):
+    from analyses.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def test_linesearch_command_end_to_end(tiny_run, eigen_file, tmp_path, capsys):
+    from landscape.io import ResultsFile
+
+    out = _results(tmp_path, eigen_file)
+    argv = ["linesearch", tiny_run.path, "--out", out, "--steps", "30", "--device", "cpu", "--dtype", "float64",
+            "--t-max", "1e-3", "--num-t", "11", "--fit-window", "1e-3", "--minibatch-size", "20", "--zoom", "1",
+            "--zoom-points", "65", "--zoom-float64", "--random-directions", "1", "--form", "a + c*t + b*t**2/2"]
+    assert _main(*argv) == 0
+    with ResultsFile(out) as r:
+        c, _ = r.read_item("linesearch/step_00000030/curves")
+        f, _ = r.read_item("linesearch/step_00000030/fits")
+        z, _ = r.read_item("linesearch/step_00000030/zoom")
+        q, _ = r.read_item("linesearch/step_00000030/quadratic_check")
+    lam = eigen_file[1]
+    err = np.abs(f["fitted_curvature"] - lam) / lam.max()
+    assert err.max() <= E2E_CURVATURE_RTOL, f"fitted {f['fitted_curvature']} vs λ {lam}"
+    assert c["batch_loss"].shape == (4, 11, 10)  # 200 examples in 10 disjoint minibatches of 20
+    np.testing.assert_allclose(c["batch_loss"].mean(-1), c["loss"], atol=BATCH_MEAN_ATOL)
+    assert f["form_ok"].all() and f["form_params"].shape == (4, 3)
+    assert z["loss"].shape == z["loss64"].shape == (1, 65) and q["true"].shape == (1, 11)
+    capsys.readouterr()
+    assert _main(*argv) == 0
+    assert "0 item(s) computed, 4 already complete" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--steps", "10"], "no eigenvectors for step(s) 10; steps with eigenvectors: 30"),
+    (["--directions", "9"], "out of range"),
+    (["--num-t", "0"], "has 0 point"),
+    (["--t-max", "inf"], "finite"),
+    (["--spacing", "log", "--t-min", "nan"], "finite")])
+def test_linesearch_bad_input_is_one_clear_error(tiny_run, eigen_file, tmp_path, capsys, extra, match):
+    out = _results(tmp_path, eigen_file)
+    code = _main("linesearch", tiny_run.path, "--out", out, "--steps", "30", "--device", "cpu", *extra)
+    err = capsys.readouterr().err
+    assert code != 0 and match in err and err.count("\n") == 1, err

@@ -144,3 +144,58 @@ def test_trajectory_analysis_bundles_everything():
     out = trajectory_analysis(X, np.arange(2000), np.array([0.5, 2.0]), np.full(2000, 0.1), momentum=0.0)
     assert out["settled"].all() and out["stability_stable"].all()
     assert out["tail_lr"] == pytest.approx(0.1) and out["phase_amplitude"].shape == (1, 2)
+
+
+# ---- the command, end to end on a tiny MNIST-1D run -----------------------------------------------
+
+# V(θ_t − θ_ref) from the command (float64 products of float32 vectors) vs the same recomputed here.
+E2E_PROJECTION_ATOL = 1e-10
+
+
+@pytest.fixture(scope="module")
+def eigen_ref(tiny_run, tmp_path_factory):
+    from eigen_results import write_dense_eigen
+
+    path = tmp_path_factory.mktemp("trajectory") / "eigen.h5"
+    write_dense_eigen(tiny_run.path, path, k=3, steps=[30])
+    return path
+
+
+def _main(*argv):
+    from analyses.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def test_trajectory_command_end_to_end(tiny_run, eigen_ref, tmp_path):
+    import shutil
+
+    from landscape.io import ResultsFile, RunFile
+
+    res = tmp_path / "res.h5"
+    shutil.copy(eigen_ref, res)
+    assert _main("trajectory", tiny_run.path, "--out", res, "--block", "1") == 0
+    with ResultsFile(res) as r:
+        out, attrs = r.read_item("trajectory/step_00000030/eigenbasis")
+        V = r.read_item("hessian/step_00000030/eigen")[0]["eigenvectors"].astype(np.float64)
+    with RunFile(tiny_run.path) as rf:
+        want = np.stack([V @ (rf.params(s).astype(np.float64) - rf.params(30)) for s in rf.saved_steps])
+        lr = rf.step_metrics()["lr"]
+    np.testing.assert_allclose(out["coordinates"], want, atol=E2E_PROJECTION_ATOL)
+    assert out["steps"].tolist() == [0, 10, 20, 30] and np.all(out["coordinates"][-1] == 0)
+    assert out["tail_lr"] == pytest.approx(lr[-1]) and out["stability_threshold"] == pytest.approx(2.0)
+    assert attrs["config"]["momentum"] == 0.0
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--ref-step", "15"], "step 15 is not saved"),
+    (["--ref-step", "10"], "no eigenvectors for step(s) 10; steps with eigenvectors: 30"),
+    (["--center", "linesearch"], "needs linesearch/step_00000030/curves"),
+    (["--directions", "5"], "out of range")])
+def test_trajectory_bad_input_is_one_clear_error(tiny_run, eigen_ref, tmp_path, capsys, extra, match):
+    import shutil
+
+    shutil.copy(eigen_ref, tmp_path / "res.h5")
+    code = _main("trajectory", tiny_run.path, "--out", tmp_path / "res.h5", *extra)
+    err = capsys.readouterr().err
+    assert code != 0 and match in err and err.count("\n") == 1, err
