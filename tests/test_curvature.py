@@ -41,7 +41,7 @@ def case(request):
 
 def objective(case, **kw):
     model, x, y = make(case)
-    return Objective(model, x, y, loss=case.loss, batch_size=8, **kw), (model, x, y)
+    return Objective(model, x, y, loss=case.loss, batch_size=16, **kw), (model, x, y)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.closed_form], ids=lambda c: c.id)
@@ -123,7 +123,7 @@ def test_ggn_equals_hessian_for_models_linear_in_theta(case):
 def test_parameter_subset_is_the_block_of_the_full_hessian(case_id, include):
     case = CASES_BY_ID[case_id]
     full, (model, x, y) = objective(case)
-    sub = Objective(model, x, y, loss=case.loss, batch_size=8, params=include)
+    sub = Objective(model, x, y, loss=case.loss, batch_size=16, params=include)
     idx = torch.cat([torch.arange(full.spec.P)[full.spec.slices()[n]] for n in sub.spec.names])
     assert torch.equal(sub.theta, full.theta[idx])
     assert_close(dense_hessian(sub, sub.theta), oracle_hessian(case)[idx][:, idx], ORACLE_RTOL, f"block {include}")

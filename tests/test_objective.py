@@ -24,12 +24,19 @@ ORACLE_RTOL = 1e-10
 FLOAT32_RTOL = 1e-5
 
 
+# The plumbing (data paths, reductions, subsets, vmap chunks) runs on two representative
+# cases — a callable loss without BN, and cross-entropy through a CNN with BN — while the
+# oracle ladder runs on every case.
+PLUMBING = [CASES_BY_ID["logreg"], CASES_BY_ID["cnn_bn_eval"]]
+plumbing = pytest.mark.parametrize("case", PLUMBING, ids=lambda c: c.id)
+
+
 @pytest.fixture(params=CASES, ids=case_ids)
 def case(request):
     return request.param
 
 
-def objective(case, batch_size=8, **kw):
+def objective(case, batch_size=16, **kw):
     model, x, y = make(case)
     return Objective(model, x, y, loss=case.loss, batch_size=batch_size, **kw), (model, x, y)
 
@@ -68,8 +75,9 @@ def test_results_do_not_depend_on_the_batch_size(case, batch_size):
     assert_close(obj.hvp(theta, V), ref.hvp(theta, V), SAME_MATH_RTOL, "HVP")
 
 
+@plumbing
 def test_iterable_of_batches_equals_tensor_path(case):
-    obj, (model, x, y) = objective(case, batch_size=8)
+    obj, (model, x, y) = objective(case)
     theta, V = obj.theta, random_block(obj.spec.P, 2)
     for data in (list(zip(x.split(5), y.split(5))), DataLoader(TensorDataset(x, y), batch_size=10)):
         it = Objective(model, data=data, loss=case.loss)
@@ -80,14 +88,16 @@ def test_iterable_of_batches_equals_tensor_path(case):
         assert_close(it.per_example_losses(theta), obj.per_example_losses(theta), SAME_MATH_RTOL, "ℓ_i")
 
 
+@plumbing
 def test_forward_over_reverse_equals_double_backward(case):
     obj, (model, x, y) = objective(case)
-    dbl = Objective(model, x, y, loss=case.loss, batch_size=8, hvp_method="double_backward")
+    dbl = Objective(model, x, y, loss=case.loss, batch_size=16, hvp_method="double_backward")
     V = random_block(obj.spec.P, 3)
     assert_close(dbl.hvp(obj.theta, V), obj.hvp(obj.theta, V), ORACLE_RTOL, "double backward vs jvp(grad)")
     assert_close(dbl.hvp(obj.theta, V[1]), obj.hvp(obj.theta, V[1]), ORACLE_RTOL, "single vector")
 
 
+@plumbing
 @pytest.mark.parametrize("vmap_chunk", [None, 2])
 def test_batched_hvp_equals_stacked_single_hvps(case, vmap_chunk):
     obj, _ = objective(case, vmap_chunk=vmap_chunk)
@@ -169,6 +179,7 @@ def test_float32_and_float64_agree_and_results_take_thetas_dtype():
     assert torch.equal(cast.hvp(cast.theta, V), same.hvp(same.theta, V))
 
 
+@plumbing
 def test_fake_all_reduce_over_two_shards_gives_the_global_mean(case):
     full, (model, x, y) = objective(case)
     half, partner = x.shape[0] // 2, {}
@@ -177,7 +188,7 @@ def test_fake_all_reduce_over_two_shards_gives_the_global_mean(case):
         partner["t"] = t.clone()
         return t
 
-    B = Objective(model, x[half:], y[half:], loss=case.loss, batch_size=8, all_reduce=record)
+    B = Objective(model, x[half:], y[half:], loss=case.loss, batch_size=16, all_reduce=record)
     A = Objective(model, x[:half], y[:half], loss=case.loss, batch_size=5, all_reduce=lambda t: t + partner["t"])
     theta, V = full.theta, random_block(full.spec.P, 2)
     for name, call in [("loss", lambda o: o.loss(theta)), ("grad", lambda o: o.grad(theta)),
@@ -187,13 +198,66 @@ def test_fake_all_reduce_over_two_shards_gives_the_global_mean(case):
         assert_close(call(A), call(full), SAME_MATH_RTOL, f"all-reduced {name}")
 
 
+@plumbing
 def test_subset_equals_an_objective_on_those_examples(case):
     obj, (model, x, y) = objective(case)
     idx = torch.tensor([3, 0, 17, 5, 11, 2])
-    sub, direct = obj.subset(idx), Objective(model, x[idx], y[idx], loss=case.loss, batch_size=8)
+    sub, direct = obj.subset(idx), Objective(model, x[idx], y[idx], loss=case.loss, batch_size=4)
     assert sub.num_examples == 6 and obj.num_examples == x.shape[0]
     V = random_block(obj.spec.P, 2)
     assert_close(sub.hvp(obj.theta, V), direct.hvp(obj.theta, V), SAME_MATH_RTOL, "subset HVP")
     assert_close(sub.per_example_losses(obj.theta), direct.per_example_losses(obj.theta), SAME_MATH_RTOL, "ℓ_i")
     assert_close(sub.subset([1, 2]).loss(obj.theta), Objective(model, x[[0, 17]], y[[0, 17]], loss=case.loss)
                  .loss(obj.theta), SAME_MATH_RTOL, "subset of a subset")
+
+
+SYNC_METHODS = ("item", "__bool__", "__int__", "__float__", "__index__", "tolist", "nonzero", "numpy", "cpu")
+
+
+def count_host_syncs(monkeypatch, call):
+    """How often ``call()`` reads a tensor's value on the host (the calls that sync a GPU)."""
+    counts = {"n": 0}
+    for name in SYNC_METHODS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            counts["n"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    call()
+    monkeypatch.undo()
+    return counts["n"]
+
+
+@pytest.mark.parametrize("method", ["loss", "grad", "hvp", "ggnvp", "per_example_projections",
+                                    "per_example_grad_norms", "losses_at"])
+def test_host_syncs_do_not_grow_with_the_number_of_batches(monkeypatch, method):
+    """No per-batch .item()/bool(): 1 batch and 9 batches read the same number of values."""
+    model, x, y = make(CASES_BY_ID["cnn_bn_eval"])
+    counts = []
+    for batch_size in (33, 4):
+        obj = Objective(model, x, y, batch_size=batch_size)
+        V = random_block(obj.spec.P, 2)
+        args = {"loss": (obj.theta,), "grad": (obj.theta,), "hvp": (obj.theta, V), "ggnvp": (obj.theta, V),
+                "per_example_projections": (obj.theta, V), "per_example_grad_norms": (obj.theta,),
+                "losses_at": (obj.theta + V,)}[method]
+        counts.append(count_host_syncs(monkeypatch, lambda: getattr(obj, method)(*args)))
+    assert counts[0] == counts[1] <= 3, f"host syncs with 1 batch vs 9 batches: {counts}"
+
+
+@pytest.mark.gpu
+def test_on_cuda_hvps_match_the_cpu_and_repeat_bitwise():
+    """float64 on the GPU agrees with the CPU; the same v twice gives the same bits (reliability.md §4.3)."""
+    case = CASES_BY_ID["cnn_bn_eval"]
+    model, x, y = make(case)
+    cpu, gpu = Objective(model, x, y, batch_size=8), Objective(model, x, y, batch_size=8, device="cuda")
+    V = random_block(cpu.spec.P, 3)
+    deterministic = torch.backends.cudnn.deterministic
+    torch.backends.cudnn.deterministic = True
+    try:
+        first, second = gpu.hvp(gpu.theta.cuda(), V.cuda()), gpu.hvp(gpu.theta.cuda(), V.cuda())
+    finally:
+        torch.backends.cudnn.deterministic = deterministic
+    assert first.device.type == "cuda" and torch.equal(first, second)
+    assert_close(first.cpu(), cpu.hvp(cpu.theta, V), ORACLE_RTOL, "GPU vs CPU HVP")

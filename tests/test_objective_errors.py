@@ -118,7 +118,10 @@ def test_a_non_deterministic_model_is_refused(mlp):
     with pytest.raises(InputError, match="not deterministic"):
         Objective(NoisyNet(), mlp[1], mlp[2])
     dropout = nn.Sequential(nn.Linear(5, 3), nn.Dropout(0.5)).double().train()
-    Objective(dropout, mlp[1], mlp[2])  # dropout is switched off inside the objective: accepted
+    obj = Objective(dropout, mlp[1], mlp[2])  # dropout is switched off inside the objective: accepted
+    expected = nn.functional.cross_entropy(dropout[0](mlp[1]), mlp[2])
+    assert torch.allclose(obj.loss(obj.theta), expected.detach(), rtol=1e-12, atol=0)
+    assert dropout.training
 
 
 def test_bn_eval_needs_running_statistics(cnn):
