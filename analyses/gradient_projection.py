@@ -79,20 +79,24 @@ def gradient_projections(obj, theta: Tensor, V: Tensor, labels: np.ndarray | Non
         raise InputError(f"gradient projections need directions of shape (k, {theta.numel()}), got {tuple(V.shape)}")
     proj = _np(obj.per_example_projections(theta, V))                 # (N, k)
     norms = _np(obj.per_example_grad_norms(theta))                     # (N,)
-    g = obj.grad(theta)
-    full = _np(V.to(g) @ g)                                            # (k,)
+    out = {"projections": proj, "grad_norms": norms, **_geometry(proj, norms, V, obj.grad(theta))}
+    if labels is not None:
+        labels = np.asarray(labels, dtype=np.int64)
+        out.update(class_structure(proj, labels, num_classes or int(labels.max()) + 1), labels=labels)
+    return out
+
+
+def _geometry(proj: np.ndarray, norms: np.ndarray, V: Tensor, g: Tensor) -> dict:
+    """|cos|, the mean-vs-full check and the subspace fractions from projections, norms, V and g."""
+    full = _np(V.to(g) @ g)                                            # (k,) = V g
     Vd = V.detach().double()
     gram, vnorm = _np(Vd @ Vd.T), _np(Vd.norm(dim=1))
     g_sq = float(_np(g.double().norm()) ** 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         abs_cos = np.abs(proj) / (norms[:, None] * vnorm[None, :])
-    out = {"projections": proj, "grad_norms": norms, "abs_cos": abs_cos, "mean_projection": proj.mean(0),
-           "full_projection": full, "mean_projection_error": float(np.abs(proj.mean(0) - full).max()),
-           "full_grad_norm": g_sq ** 0.5, "vector_norms": vnorm,
-           "subspace_fraction": float(_subspace_fraction(full[None], gram, np.array([g_sq]))[0]),
-           "direction_fraction": (full / vnorm) ** 2 / g_sq if g_sq > 0 else np.full(len(full), np.nan),
-           "example_subspace_fraction": _subspace_fraction(proj, gram, norms ** 2)}
-    if labels is not None:
-        labels = np.asarray(labels, dtype=np.int64)
-        out.update(class_structure(proj, labels, num_classes or int(labels.max()) + 1), labels=labels)
-    return out
+        direction = (full / vnorm) ** 2 / g_sq
+    return {"abs_cos": abs_cos, "mean_projection": proj.mean(0), "full_projection": full,
+            "mean_projection_error": float(np.abs(proj.mean(0) - full).max()), "full_grad_norm": g_sq ** 0.5,
+            "vector_norms": vnorm, "direction_fraction": direction,
+            "subspace_fraction": float(_subspace_fraction(full[None], gram, np.array([g_sq]))[0]),
+            "example_subspace_fraction": _subspace_fraction(proj, gram, norms ** 2)}

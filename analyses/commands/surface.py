@@ -101,7 +101,6 @@ class DirectionBuilder:
 
     def __init__(self, inp, args, spec: ParamSpec, eigen_source):
         self.inp, self.args, self.spec, self.eigen_source = inp, args, spec, eigen_source
-        self.full = ParamSpec.from_module(inp.run.model)
 
     def theta_of(self, run, step: int) -> torch.Tensor:
         """θ of ``run`` at ``step`` restricted to this objective's parameters."""
