@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from checkpoints.batches import make_plan
-from checkpoints.config import RESUMABLE_FIELDS, TrainConfig
+from checkpoints.config import RESUMABLE_FIELDS, TrainConfig, check_resumable
 from checkpoints.step import Stepper, TrainState
 from landscape.errors import (CheckpointCorruptError, ConfigMismatchError, InputError, NonFiniteError,
                               OutputExistsError)
@@ -133,6 +133,16 @@ def _writer(cfg, out, mode, data, stepper, T, parents):
                      batch_size=width or data.num_train, resumable=WRITER_RESUMABLE)
 
 
+def _closing_on_error(parents: dict, fn, *args):
+    """``fn(*args)``, closing the parents' run files if it raises."""
+    try:
+        return fn(*args)
+    except BaseException:
+        for run in parents.values():
+            run.close()
+        raise
+
+
 def prepare_fresh(config: TrainConfig, out, *, overwrite: bool) -> RunSetup:
     """A new run (or a sibling of ``config.init_from``/``batches_from``) writing to ``out``."""
     out = None if out is None else os.fspath(out)
@@ -142,7 +152,8 @@ def prepare_fresh(config: TrainConfig, out, *, overwrite: bool) -> RunSetup:
     cfg = config.resolved(data.num_train, dataset_default_augment=config.dataset == "cifar10")
     parents = _open_parents(cfg)
     stepper, plan, state, T = _build(cfg, data, parents)
-    writer = _writer(cfg, out, "overwrite" if overwrite else "create", data, stepper, T, parents)
+    writer = _closing_on_error(parents, _writer, cfg, out, "overwrite" if overwrite else "create", data, stepper,
+                               T, parents)
     return RunSetup(cfg, out, stepper, plan, state, T, writer, None if cfg.full_batch else cfg.batch_size, parents)
 
 
@@ -159,8 +170,12 @@ def resumed_config(run, *, steps=None, epochs=None, device=None, data_dir=None) 
     return cfg.replace(**changes) if changes else cfg
 
 
-def prepare_resume(out, *, steps=None, epochs=None, device=None, data_dir=None) -> RunSetup:
-    """Reopen ``out`` at its last committed snapshot (see the module docstring)."""
+def prepare_resume(out, *, steps=None, epochs=None, device=None, data_dir=None, expect=None) -> RunSetup:
+    """Reopen ``out`` at its last committed snapshot (see the module docstring).
+
+    ``expect``: a config the stored one must match up to the resumable fields (checked before
+    the file is touched).
+    """
     from landscape.io import RunFile
 
     out = os.fspath(out)
@@ -169,6 +184,8 @@ def prepare_resume(out, *, steps=None, epochs=None, device=None, data_dir=None) 
             raise NonFiniteError(f"{out} diverged ({getattr(run, 'status_message', '') or 'see landscape info'}); "
                                  "resuming would diverge again: train a new run with a lower learning rate")
         cfg = resumed_config(run, steps=steps, epochs=epochs, device=device, data_dir=data_dir)
+        if expect is not None:
+            check_resumable(cfg, expect, out)
         data = load_data(cfg)
         if data.checksum != run.dataset_checksum:
             raise ConfigMismatchError(f"the data loaded for {cfg.dataset} ({data.spec}) are not the data {out} "
@@ -180,7 +197,7 @@ def prepare_resume(out, *, steps=None, epochs=None, device=None, data_dir=None) 
             raise InputError(f"{out} already has a snapshot at step {state.step} > the {T} steps asked for; "
                              "give more --steps")
         _verify_plan(run, plan, state.step, out)
-    writer = _writer(cfg, out, "resume", data, stepper, T, parents)
+    writer = _closing_on_error(parents, _writer, cfg, out, "resume", data, stepper, T, parents)
     return RunSetup(cfg, out, stepper, plan, state, T, writer, None if cfg.full_batch else cfg.batch_size,
                     parents)
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from checkpoints.config import TrainConfig, check_resumable
+from checkpoints.config import TrainConfig
 from checkpoints.recording import SharpnessMonitor, StopRequest, eval_steps, sharpness_steps, snapshot_steps
 from checkpoints.schedules import make_schedule
 from checkpoints.setup import RunSetup, prepare_fresh, prepare_resume
@@ -107,9 +107,7 @@ def resume(out: str | os.PathLike, *, steps: int | None = None, epochs: int | No
             (:class:`~landscape.errors.ConfigMismatchError` otherwise).
     """
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)  # before CUDA starts
-    setup = prepare_resume(out, steps=steps, epochs=epochs, device=device, data_dir=data_dir)
-    if config is not None:
-        check_resumable(setup.cfg, config, out)
+    setup = prepare_resume(out, steps=steps, epochs=epochs, device=device, data_dir=data_dir, expect=config)
     with deterministic_mode(setup.cfg):
         return _guarded(setup, progress, fsync)
 
@@ -120,8 +118,6 @@ def _guarded(setup: RunSetup, progress: bool, fsync: bool) -> TrainResult:
         with setup.writer:
             return Loop(setup, progress, fsync).run()
     except OSError as err:
-        if isinstance(err, LandscapeError) and not _is_enospc(err):
-            raise
         if _is_enospc(err):
             raise DiskFullError(
                 f"no space left on the device holding {setup.out}: the run file keeps everything up "

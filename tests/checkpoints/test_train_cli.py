@@ -11,7 +11,7 @@ from data_utils import make_cifar_batches, write_cifar_dir
 from analyses.cli import main
 from landscape.io import RunFile, sha256_array
 
-MNIST = ["--dataset", "mnist1d", "--dataset-kwargs", '{"num_train": 200, "num_test": 50}', "--model", "cnn1d",
+MNIST = ["--dataset", "mnist1d", "--dataset-kwargs", '{"num_train": 128, "num_test": 32}', "--model", "cnn1d",
          "--model-kwargs", '{"channels": [8, 8]}', "--lr", "0.05", "--momentum", "0.9", "--batch-size", "32",
          "--device", "cpu", "--no-progress"]
 
@@ -43,18 +43,18 @@ def mnist_run(tmp_path_factory):
 
 
 def test_mnist1d_run_end_to_end(mnist_run):
-    with RunFile(mnist_run) as f:  # 200 // 32 = 6 steps per epoch, 2 epochs
-        assert f.status == "complete" and f.num_steps == 12
-        assert f.saved_steps.tolist() == [0, 5, 10, 12]
+    with RunFile(mnist_run) as f:  # 128 // 32 = 4 steps per epoch, 2 epochs
+        assert f.status == "complete" and f.num_steps == 8
+        assert f.saved_steps.tolist() == [0, 5, 8]
         assert f.config["augment"] is False and f.model_kwargs == {"channels": [8, 8]}
-        assert f.eval_metrics()["step"].tolist() == [0, 5, 10, 12]
+        assert f.eval_metrics()["step"].tolist() == [0, 5, 8]
 
 
 def test_info_json_has_the_parameter_checksums(mnist_run, capsys):
     rc, out, _ = cli(["info", str(mnist_run), "--json"], capsys)
     assert rc == 0
     info = json.loads(out)
-    assert info["kind"] == "run" and info["complete"] and info["steps_logged"] == 12
+    assert info["kind"] == "run" and info["complete"] and info["steps_logged"] == 8
     with RunFile(mnist_run) as f:
         assert info["param_sha256"] == {str(s): sha256_array(f.params(s)) for s in f.saved_steps}
     rc, out, _ = cli(["info", str(mnist_run)], capsys)
@@ -94,15 +94,15 @@ def test_sibling_from_the_cli_inherits_the_parent(mnist_run, tmp_path, capsys):
     assert rc == 0, err
     with RunFile(mnist_run) as p, RunFile(sib) as s:
         assert np.array_equal(p.params(0), s.params(0))
-        assert np.array_equal(p.batch_indices_range(0, 12), s.batch_indices_range(0, 12))
+        assert np.array_equal(p.batch_indices_range(0, 8), s.batch_indices_range(0, 8))
         assert s.config["lr"] == 0.01 and s.config["model_kwargs"] == p.config["model_kwargs"]
 
 
 def test_resume_of_a_complete_run_is_a_no_op(mnist_run, capsys):
-    before = RunFile(mnist_run).param_sha256(12)
+    before = RunFile(mnist_run).param_sha256(8)
     rc, out, _ = cli(["train", "--resume", "--out", str(mnist_run), "--no-progress"], capsys)
-    assert rc == 0 and "complete at step 12/12" in out
-    assert RunFile(mnist_run).param_sha256(12) == before
+    assert rc == 0 and "complete at step 8/8" in out
+    assert RunFile(mnist_run).param_sha256(8) == before
 
 
 def tiny_args(**extra):

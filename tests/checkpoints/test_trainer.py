@@ -74,7 +74,10 @@ def test_open_run_api(base_run):
 
 def test_extending_a_run_equals_training_it_at_once(tiny, tmp_path):
     """A 20-step run resumed to 30 steps (the resume path) ends bitwise as a 30-step run."""
+    torch.manual_seed(0)
+    rng = torch.get_rng_state()
     train(tiny(), tmp_path / "once.h5", progress=False)
+    assert torch.equal(rng, torch.get_rng_state()), "training consumed the global RNG"
     train(tiny(steps=20), tmp_path / "twice.h5", progress=False)
     result = resume(tmp_path / "twice.h5", steps=30, progress=False)
     assert result.status == "complete" and result.step == 30
@@ -91,8 +94,10 @@ def test_existing_output_is_refused_and_untouched(tiny, tmp_path):
 
 def test_resume_with_another_config_is_refused(tiny, base_run):
     path, _ = base_run
+    before = path.read_bytes()
     with pytest.raises(ConfigMismatchError, match="lr"):
         resume(path, config=tiny(lr=0.2, save_steps=(17,)), progress=False)
+    assert path.read_bytes() == before, "a refused resume must not touch the file"
 
 
 def test_divergence_stops_names_the_step_and_keeps_a_readable_file(tiny, tmp_path):
