@@ -92,7 +92,6 @@ class IterableBatches:
             raise InputError("data must be re-iterable (a list of batches or a DataLoader), not a one-shot "
                              "iterator or generator: the objective iterates it once per pass")
         self.data, self.dtype, self.device, self._n = data, dtype, device, num_examples
-        self.batch_size = None
 
     @property
     def num_examples(self) -> int:

@@ -114,6 +114,17 @@ class Objective:
         """device of the computation."""
         return self._f.device
 
+    @property
+    def batch_size(self) -> int | None:
+        """Examples per batch of tensor data (None for ``data=``: the iterable decides)."""
+        return getattr(self._batches, "batch_size", None)
+
+    def config(self) -> dict[str, str | int]:
+        """What defines this objective's numbers, for storing beside results (JSON-able)."""
+        return {"loss": self.loss_name, "bn": self.bn, "batch_size": self.batch_size or -1,
+                "num_examples": self.num_examples, "num_params": self.spec.numel, "dtype": str(self.dtype),
+                "hvp_method": self.hvp_method, "params": ",".join(self.spec.names)}
+
     # ---- full-dataset means -------------------------------------------------------------
     def loss(self, theta: Tensor) -> Tensor:
         """L(θ), a 0-dim tensor in θ's dtype."""

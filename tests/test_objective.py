@@ -5,6 +5,7 @@ the whole dataset in one forward (``cases.reference_*``), never through the Obje
 """
 
 import copy
+import json
 
 import pytest
 import torch
@@ -135,6 +136,14 @@ def test_losses_at_equals_looped_loss(case):
         loss, acc = obj.loss_and_accuracy(th)
         assert_close(losses[i], loss, SAME_MATH_RTOL, f"losses_at row {i}")
         assert torch.equal(accs[i], acc) or (accs[i].isnan() and acc.isnan()), f"accuracy row {i}"
+
+
+def test_config_records_what_defines_the_numbers():
+    obj, _ = objective(CASES_BY_ID["cnn_bn_eval"], bn="train")
+    cfg = obj.config()
+    assert cfg["bn"] == "train" and cfg["loss"] == "cross_entropy" and cfg["batch_size"] == 16
+    assert cfg["num_examples"] == 33 and cfg["num_params"] == obj.spec.P and cfg["dtype"] == "torch.float64"
+    assert json.loads(json.dumps(cfg)) == cfg
 
 
 def test_accuracy_is_the_fraction_of_correct_argmax():
