@@ -5,7 +5,8 @@
 
 At each step boundary t (state S_t = (θ_t, m_t, b_t), see :mod:`checkpoints.step`) the loop
 records, in this order: a full train/test evaluation, an online sharpness measurement, a
-snapshot of S_t (rows written, flushed, committed, fsynced), then applies update t. The
+snapshot of S_t (rows written, flushed, committed, fsynced — at most once per
+:data:`FSYNC_INTERVAL_S`, so that ``--save-all`` stays cheap), then applies update t. The
 per-step log (batch indices, augmentation seed, loss, η) is written in blocks of
 :data:`LOG_BLOCK` steps and committed with each block and each snapshot.
 
@@ -41,6 +42,7 @@ from checkpoints.step import deterministic_mode
 from landscape.errors import LandscapeError, NonFiniteError
 
 LOG_BLOCK = 256  # steps of per-step log buffered between commits (a few KiB per step at most)
+FSYNC_INTERVAL_S = 1.0  # snapshots closer than this to the last fsync are flushed (kill-safe), not fsynced
 CUBLAS_WORKSPACE = ":4096:8"  # deterministic cuBLAS workspaces (reliability.md §2.3; harmless on CPU)
 PAUSE_ENV = "LANDSCAPE_TRAIN_TEST_PAUSE"  # test hook, see _pause(): "snapshot:<step>" or "step:<step>"
 
@@ -81,7 +83,8 @@ def train(config: TrainConfig, out: str | os.PathLike | None, *, overwrite: bool
         out: the run file to create; an existing file is an :class:`OutputExistsError`
             unless ``overwrite`` (the old file is replaced only once the new one is valid).
         progress: show a tqdm bar (steps/s, loss, ETA).
-        fsync: fsync the file at every snapshot (survives a node crash, not only a kill).
+        fsync: fsync the file at snapshots (at most once per :data:`FSYNC_INTERVAL_S`) and at the
+            end, so that it survives a node crash, not only a killed process.
 
     Raises:
         InputError, ConfigMismatchError, OutputExistsError, NonFiniteError, DiskFullError,
@@ -141,7 +144,7 @@ class Loop:
 
     def __init__(self, setup: RunSetup, progress: bool, fsync: bool):
         self.s, self.cfg, self.w = setup, setup.cfg, setup.writer
-        self.T, self.fsync = setup.total_steps, fsync
+        self.T, self.fsync, self.last_fsync = setup.total_steps, fsync, -np.inf
         self.schedule = make_schedule(self.cfg)
         self.snapshots = set(snapshot_steps(self.cfg, self.T).tolist())
         self.evals, self.sharp = eval_steps(self.cfg, self.T), sharpness_steps(self.cfg, self.T)
@@ -236,7 +239,10 @@ class Loop:
         self.w.append_snapshot(state.step, state.theta.detach().cpu().numpy(),
                                state.flat_buffers(self.s.stepper.model).numpy().astype(np.float32), m)
         _pause("snapshot", state.step)
-        self.w.commit(fsync=self.fsync)
+        now = time.monotonic()
+        durable = self.fsync and now - self.last_fsync >= FSYNC_INTERVAL_S
+        self.w.commit(fsync=durable)
+        self.last_fsync = now if durable else self.last_fsync
 
 
 class _StepBlock:

@@ -152,3 +152,14 @@ def test_sibling_of_another_model_or_data_is_refused(tiny, base_run, tmp_path, c
     with pytest.raises(ConfigMismatchError, match=msg):
         train(cfg, tmp_path / "bad.h5", progress=False)
     assert not (tmp_path / "bad.h5").exists()
+
+
+@pytest.mark.gpu
+def test_replay_is_bitwise_on_cuda_with_deterministic_algorithms(tiny, tmp_path):
+    """R5 on the GPU: deterministic algorithms on, replay from a snapshot equals the saved step."""
+    out = tmp_path / "gpu.h5"
+    train(tiny(device="cuda", deterministic=True), out, progress=False)
+    with open_run(out, device="cuda") as run:
+        state = run._replay(run.snapshot_state(10), 20)
+        got, want = state.theta.cpu().numpy(), run.file.params(20)
+        assert np.array_equal(got, want), f"max |Δθ| {np.abs(got - want).max()}"
