@@ -108,10 +108,23 @@ def test_minibatches_partition():
 
 # ---- batched evaluation ---------------------------------------------------------------------------
 
+class _CountingObjective:
+    """Passes every call to the objective and counts the parameter vectors given to ``losses_at``."""
+
+    def __init__(self, obj):
+        self.obj, self.vectors = obj, 0
+
+    def losses_at(self, thetas, **kw):
+        self.vectors += thetas.shape[0]
+        return self.obj.losses_at(thetas, **kw)
+
+
 def test_along_matches_direct_losses_and_counts_centre_once(mlp):
     obj, th, V = mlp["obj"], mlp["theta"], mlp["V"][:2]
     ts = TGrid(0.5, 5).values()
-    out = along(obj, th, V, ts, chunk=3)
+    counted = _CountingObjective(obj)
+    out = along(counted, th, V, ts, chunk=3)
+    assert counted.vectors == 2 * 4 + 1  # k·(T − 1) + 1: one forward pass per point, θ itself once
     want = np.array([[float(obj.loss(th + t * v)) for t in ts] for v in V])
     np.testing.assert_allclose(out["loss"], want, atol=F64_ATOL)
     assert out["acc"].shape == (2, 5) and np.all((0 <= out["acc"]) & (out["acc"] <= 1))
