@@ -23,8 +23,12 @@ def fsync_dir(path) -> None:
 
 
 def temp_path(path) -> str:
-    """A hidden sibling name for building ``path``: ``.<name>.<host>.<pid>.tmp``."""
+    """A hidden sibling name for building ``path``: ``.<name>.<host>.<pid>.tmp``.
+
+    Creates the directory of ``path`` if it does not exist yet.
+    """
     head, name = os.path.split(os.path.abspath(path))
+    os.makedirs(head, exist_ok=True)
     return os.path.join(head, f".{name}.{os.uname().nodename}.{os.getpid()}.tmp")
 
 

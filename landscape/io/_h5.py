@@ -15,6 +15,7 @@ Every h5py call of the package goes through these helpers, so that
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -45,20 +46,32 @@ def _first_line(e: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def h5_errors(path, obj: str = "", *, corrupt: bool = False):
-    """Turn h5py exceptions raised inside the block into FileFormatError/CheckpointCorruptError."""
+def h5_errors(path, obj: str = "", *, corrupt: bool = False, writing: bool = False):
+    """Turn h5py exceptions raised inside the block into FileFormatError/CheckpointCorruptError.
+
+    The original exception stays the ``__cause__`` (its errno, e.g. ENOSPC, included).
+    """
     try:
         yield
     except LandscapeError:
         raise
     except _H5_ERRORS as e:
-        where = f"{path} (object {obj!r})" if obj else str(path)
-        if "filter returned failure" in str(e):
-            raise CheckpointCorruptError(
-                f"checksum (fletcher32) failed reading {where}: stored data were altered on disk; "
-                f"{_DAMAGED}") from e
-        cls = CheckpointCorruptError if corrupt else FileFormatError
-        raise cls(f"cannot read {where}: {_first_line(e)}; {_DAMAGED}") from e
+        raise _wrapped(e, path, obj, corrupt, writing) from e
+
+
+def _wrapped(e: BaseException, path, obj: str, corrupt: bool, writing: bool) -> FileFormatError:
+    where = f"{path} (object {obj!r})" if obj else str(path)
+    if "No space left on device" in str(e) or getattr(e, "errno", None) == errno.ENOSPC:
+        return FileFormatError(f"no space left on the device holding {where}; free some space "
+                               "(committed rows are intact) and resume")
+    if writing:
+        return FileFormatError(f"cannot write {where}: {_first_line(e)}; check that the disk has "
+                               "space and the file and its directory are writable")
+    if "filter returned failure" in str(e):
+        return CheckpointCorruptError(f"checksum (fletcher32) failed reading {where}: stored data "
+                                      f"were altered on disk; {_DAMAGED}")
+    cls = CheckpointCorruptError if corrupt else FileFormatError
+    return cls(f"cannot read {where}: {_first_line(e)}; {_DAMAGED}")
 
 
 # --- checksums and JSON ---------------------------------------------------------------------
@@ -164,7 +177,7 @@ def open_write(path, mode: str) -> h5py.File:
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
-            with h5_errors(path):
+            with h5_errors(path, writing=True):
                 return h5py.File(path, mode)
         except FileFormatError as e:
             if "unable to lock file" not in str(e):

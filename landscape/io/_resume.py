@@ -46,7 +46,7 @@ def open_for_resume(writer, resumable=None):
             "resume with the original settings, or pass --overwrite to start over, or choose another output")
     f = _h5.open_write(path, "r+")
     try:
-        with _h5.h5_errors(path, "(resume)"):
+        with _h5.h5_errors(path, "(resume)", writing=True):
             dropped = roll_back(f, path)
             _record(f, writer._meta, dropped)
             _h5.flush(f, fsync=True)

@@ -72,8 +72,8 @@ class ResultsFile:
         return f if self.mode == "r" else _h5.open_write(self.path, "r+")
 
     def _create(self, run_id) -> h5py.File | None:
-        _atomic.remove_stale_temps(self.path)
         tmp = _atomic.temp_path(self.path)
+        _atomic.remove_stale_temps(self.path)
         f = _h5.open_write(tmp, "x")
         try:
             f.attrs["schema"] = schema.RESULTS_SCHEMA
@@ -99,7 +99,10 @@ class ResultsFile:
     def _check_run(self, run_id) -> None:
         if run_id is None:
             return
-        stored = self.run_id or {}
+        stored = self.run_id
+        if stored is None:
+            raise ConfigMismatchError(f"results file {self.path} is not bound to a run, so it cannot "
+                                      f"hold results of {run_id.get('path')}; use another --out")
         if stored.get("run_sha256") != run_id.get("run_sha256"):
             raise ConfigMismatchError(
                 f"results file {self.path} belongs to run {stored.get('path')} (sha "
@@ -147,7 +150,7 @@ class ResultsFile:
         g = self._prepare(key, overwrite)
         attrs = dict(attrs or {})
         attrs.setdefault("provenance", provenance())
-        with _h5.h5_errors(self.path, key):
+        with _h5.h5_errors(self.path, key, writing=True):
             _items.write_arrays(g, arrays)
             _items.write_attrs(g, attrs)
             _h5.flush(self._f)
@@ -160,11 +163,13 @@ class ResultsFile:
             if not overwrite:
                 raise OutputExistsError(f"item {key!r} in {self.path} is complete; pass --overwrite "
                                         "(overwrite=True) to recompute it")
-            del self._f[key]
+            with _h5.h5_errors(self.path, key, writing=True):
+                del self._f[key]
             g = None
         if g is None:
             return self._new_item(key)
-        _blocks.clear_unfinished(g, key, self.path)
+        with _h5.h5_errors(self.path, key, writing=True):
+            _blocks.clear_unfinished(g, key, self.path)
         return g
 
     def _new_item(self, key: str) -> h5py.Group:
@@ -174,7 +179,7 @@ class ResultsFile:
             if parent is not None and parent.attrs.get(schema.ITEM_MARK, False):
                 raise InputError(f"{key!r} would be inside the item {'/'.join(parts[:i])!r}; "
                                  "items cannot nest, choose another key")
-        with _h5.h5_errors(self.path, key):
+        with _h5.h5_errors(self.path, key, writing=True):
             g = self._f.require_group(key)
             g.attrs[schema.ITEM_MARK] = True
         return g
@@ -214,7 +219,7 @@ class ResultsFile:
         """
         self._writable()
         g = self._prepare_blocks(key)
-        with _h5.h5_errors(self.path, f"{key}/{name}"):
+        with _h5.h5_errors(self.path, f"{key}/{name}", writing=True):
             _blocks.create(g, name, shape, dtype, block_rows, attrs)
             _h5.flush(self._f, fsync=True)
 
@@ -228,7 +233,7 @@ class ResultsFile:
         """Write rows ``start … start+len(rows)-1`` (one whole block) and mark the block done."""
         self._writable()
         g = self._prepare_blocks(key)
-        with _h5.h5_errors(self.path, f"{key}/{name}"):
+        with _h5.h5_errors(self.path, f"{key}/{name}", writing=True):
             block = _blocks.write(g, name, int(start), rows)
             _h5.flush(self._f)
             _blocks.mark_done(g, name, block)

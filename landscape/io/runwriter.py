@@ -78,8 +78,8 @@ class RunWriter:
             _raise_exists(self.path, None)
         if os.path.isdir(self.path):
             raise InputError(f"{self.path} is a directory; give a file name for the run file")
-        _atomic.remove_stale_temps(self.path)
         tmp = _atomic.temp_path(self.path)
+        _atomic.remove_stale_temps(self.path)
         f = _h5.open_write(tmp, "x")
         try:
             create_layout(f, self._root_attrs(), P=self.P, B=self.B, batch_size=self.batch_size,
@@ -208,7 +208,7 @@ class RunWriter:
 
     def _append(self, group: str, rows: dict, n: int) -> None:
         start = self._n[group]
-        with _h5.h5_errors(self.path, group):
+        with _h5.h5_errors(self.path, group, writing=True):
             columns = self._ds[group]
             for ds in columns.values():  # every column grows, also those without a value (momentum)
                 ds.resize(start + n, axis=0)
@@ -226,7 +226,7 @@ class RunWriter:
                 updates are not yet logged (append the steps up to it first).
         """
         self._check_labels()
-        with _h5.h5_errors(self.path, schema.COMMITTED):
+        with _h5.h5_errors(self.path, schema.COMMITTED, writing=True):
             _h5.flush(self._f)
             write_counts(self._f, self._n)
             _h5.flush(self._f, fsync=fsync or self._tmp is not None)
@@ -250,7 +250,7 @@ class RunWriter:
         """Record the run's status (running, complete, stopped, diverged); flushed and fsynced."""
         if status not in schema.STATUSES:
             raise InputError(f"status must be one of {schema.STATUSES}, got {status!r}")
-        with _h5.h5_errors(self.path, "/@status"):
+        with _h5.h5_errors(self.path, "/@status", writing=True):
             self._f.attrs["status"], self._f.attrs["status_message"] = status, str(message)
             _h5.flush(self._f, fsync=True)
 
@@ -271,7 +271,8 @@ class RunWriter:
             return
         f, self._f, self._ds = self._f, None, {}
         try:
-            _h5.flush(f, fsync=True)
+            with _h5.h5_errors(self.path, writing=True):
+                _h5.flush(f, fsync=True)
         finally:
             f.close()
         if publish:

@@ -42,10 +42,11 @@ READER_SECONDS = 2.0       # how long the concurrent reader reads
 
 
 class Child:
-    """A writer subprocess whose acknowledged commits are collected by a thread."""
+    """A writer subprocess (run file with ``P`` parameters, or results file if ``P`` is None)
+    whose acknowledged commits are collected by a thread."""
 
     def __init__(self, path: Path, P: int | None, max_seconds: float | None = None):
-        args = [sys.executable, CHILD, "write", str(path), str(P)] if P else [sys.executable, CHILD, "results", str(path)]
+        args = [sys.executable, CHILD] + (["write", str(path), str(P)] if P else ["results", str(path)])
         args += [] if max_seconds is None else [str(max_seconds)]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, bufsize=1)

@@ -8,7 +8,7 @@ import pytest
 from io_synthetic import BATCH, B, P, make_meta
 
 from landscape.errors import ConfigMismatchError, FileFormatError, OutputExistsError
-from landscape.io import RunFile, RunWriter
+from landscape.io import ResultsFile, RunFile, RunWriter
 
 
 def test_create_refuses_an_existing_file_and_leaves_it_byte_identical(writer_factory, synth, tmp_path):
@@ -140,3 +140,9 @@ def test_stale_temp_files_of_dead_processes_are_removed(writer_factory, tmp_path
     foreign.write_bytes(b"another machine's")
     writer_factory().close()
     assert not stale.exists() and foreign.exists()
+
+
+def test_missing_directories_are_created(tmp_path):
+    RunWriter(tmp_path / "a" / "b" / "run.h5", mode="create", meta=make_meta(), P=P, B=B, batch_size=BATCH).close()
+    ResultsFile(tmp_path / "c" / "results.h5", "a").close()
+    assert RunFile(tmp_path / "a" / "b" / "run.h5").num_steps == 0
