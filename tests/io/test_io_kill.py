@@ -27,7 +27,8 @@ import h5py
 import io_child
 import pytest
 
-from landscape.io import ResultsFile, RunFile, RunWriter
+from landscape.errors import FileFormatError
+from landscape.io import ResultsFile, RunFile, RunWriter, _h5
 
 CHILD = str(Path(io_child.__file__).resolve())
 KILLS = 10                 # default run: ~10 kills with small rows (R1 asks for 20 in CI; 10 keeps it fast)
@@ -172,3 +173,18 @@ def test_sigkilled_results_writer_loses_at_most_the_item_it_was_on(tmp_path):
             for key in r.keys():
                 io_child.check_result(r, key)
         assert sorted(os.listdir(path.parent)) == ["results.h5"]
+
+
+def test_second_writer_waits_for_the_lock_then_fails_clearly(tmp_path, monkeypatch):
+    monkeypatch.setattr(_h5, "LOCK_WAIT_S", 0.5)  # the default (10 s) would make the test slow
+    path = tmp_path / "run.h5"
+    writer = Child(path, SMALL_P, max_seconds=READY_TIMEOUT_S)
+    try:
+        while writer.acked == (0, 0) and writer.proc.poll() is None:
+            time.sleep(0.01)
+        with pytest.raises(FileFormatError, match="open for writing in another process.*BEST_EFFORT"):
+            RunWriter(path, mode="resume", meta=io_child.meta(SMALL_P), P=SMALL_P, B=io_child.B,
+                      batch_size=io_child.BATCH)
+    finally:
+        writer.proc.kill()
+        writer.finish()
