@@ -142,3 +142,29 @@ def test_evolution_bad_input(eigen_all_steps, tmp_path, capsys):
     assert "step 15 is not saved" in capsys.readouterr().err
     assert _main("evolution", res, "--subspace-k", "9") != 0
     assert "--subspace-k 9" in capsys.readouterr().err
+
+
+def test_evolution_figures_draw_from_stored_results(eigen_all_steps, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from analyses.plots import MissingData, all_figures
+    from analyses.runner import step_key
+    from landscape.io import ResultsFile
+
+    res = _copy(eigen_all_steps[0], tmp_path)
+    with ResultsFile(res, "a") as r:  # SLQ-like nodes/weights for two steps: the density table appears
+        for s in (0, 30):
+            r.write_item(step_key("hessian", s, "density"),
+                         {"nodes": np.array([[0.1, 1.0 + s / 30]]), "weights": np.array([[0.9, 0.1]])})
+    assert _main("evolution", res) == 0
+    figures = all_figures()
+    with ResultsFile(res) as r:
+        d, _ = r.read_item("evolution/density")
+        assert d["steps"].tolist() == [0, 30]
+        assert np.trapezoid(d["density"], d["grid"], axis=1) == pytest.approx([1, 1], abs=1e-3)
+        for name in ("eigen_overlaps", "eigenvalue_trajectories", "density_evolution"):
+            drawn = figures[name].draw(r, None)
+            assert len(drawn) == 1 and drawn[0][1].axes, name
+            plt.close(drawn[0][1])
+    with pytest.raises(MissingData, match="no results file"):
+        figures["eigen_overlaps"].draw(None, None)

@@ -329,3 +329,24 @@ def test_linesearch_bad_input_is_one_clear_error(tiny_run, eigen_file, tmp_path,
     code = _main("linesearch", tiny_run.path, "--out", out, "--steps", "30", "--device", "cpu", *extra)
     err = capsys.readouterr().err
     assert code != 0 and match in err and err.count("\n") == 1, err
+
+
+def test_linesearch_figures_draw_from_stored_results(tiny_run, eigen_file, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from analyses.plots import MissingData, all_figures
+    from landscape.io import ResultsFile
+
+    out = _results(tmp_path, eigen_file)
+    assert _main("linesearch", tiny_run.path, "--out", out, "--steps", "30", "--device", "cpu", "--t-max", "0.5",
+                 "--num-t", "9", "--minibatch-size", "50", "--zoom", "1", "--zoom-points", "33",
+                 "--random-directions", "1") == 0
+    figures = all_figures()
+    names = ("linesearch_curves", "linesearch_minima", "linesearch_deviation", "linesearch_zoom", "quadratic_check")
+    with ResultsFile(out) as r:
+        for name in names:
+            drawn = figures[name].draw(r, None)
+            assert len(drawn) == 1 and drawn[0][1].axes, name
+            plt.close(drawn[0][1])
+        with pytest.raises(MissingData, match="run `landscape trajectory`"):
+            figures["trajectory_eigenbasis"].draw(r, None)

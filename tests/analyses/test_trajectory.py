@@ -185,6 +185,19 @@ def test_trajectory_command_end_to_end(tiny_run, eigen_ref, tmp_path):
     assert out["steps"].tolist() == [0, 10, 20, 30] and np.all(out["coordinates"][-1] == 0)
     assert out["tail_lr"] == pytest.approx(lr[-1]) and out["stability_threshold"] == pytest.approx(2.0)
     assert attrs["config"]["momentum"] == 0.0
+    _draws("trajectory_eigenbasis", res)
+
+
+def _draws(name, path):
+    import matplotlib.pyplot as plt
+
+    from analyses.plots import all_figures
+    from landscape.io import ResultsFile
+
+    with ResultsFile(path) as r:
+        drawn = all_figures()[name].draw(r, None)
+    assert len(drawn) == 1 and drawn[0][1].axes
+    plt.close(drawn[0][1])
 
 
 @pytest.mark.parametrize("extra,match", [

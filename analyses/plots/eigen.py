@@ -1,0 +1,263 @@
+"""Figures of the eigendirection analyses (``landscape linesearch``, ``evolution``, ``trajectory``).
+
+Each reads the stored items only: ``linesearch/step_*/{curves,fits,zoom,quadratic_check}``,
+``evolution/step_*/overlap_step_*``, ``evolution/{eigenvalues,density}`` and
+``trajectory/step_*/eigenbasis``. Figures of the line search are drawn for the last step
+that has them.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from analyses.plots import MissingData, register
+from analyses.plots.style import PALETTE, RC, SEQUENTIAL_CMAP, figure
+
+MAX_PANELS = 8     # directions drawn as small multiples
+MAX_HEATMAPS = 4   # overlap matrices (pairs spread over those stored)
+
+
+def _styled(draw):
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(RC):
+            return draw(*args, **kwargs)
+    return wrapper
+
+
+def _items(results, analysis: str, quantity: str) -> list[tuple[int, dict]]:
+    """``[(step, arrays)]`` of the complete items ``analysis/step_*/quantity``, by step."""
+    if results is None:
+        raise MissingData("no results file given")
+    keys = [k for k in results.keys(f"{analysis}/") if k.count("/") == 2 and k.endswith("/" + quantity)]
+    if not keys:
+        raise MissingData(f"no {analysis} {quantity} items in the results file (run `landscape {analysis}`)")
+    return sorted((int(k.split("/")[1].removeprefix("step_")), results.read_item(k)[0]) for k in keys)
+
+
+def _last(results, analysis: str, quantity: str) -> tuple[int, dict]:
+    return _items(results, analysis, quantity)[-1]
+
+
+def _grid(n: int, width: str = "double"):
+    ncols = min(n, 4)
+    nrows = -(-n // ncols)
+    fig, axes = figure(width, aspect=0.3 * nrows, ncols=ncols, nrows=nrows, squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    return fig, axes.ravel()
+
+
+@register("linesearch_curves", caption="Loss along Hessian eigenvectors, L(θ + t v_i) on the full data set "
+          "(solid), against the quadratic prediction L(θ) + t g·v_i + λ_i t²/2 (dashed), at the last step "
+          "with a line search; one panel per direction, λ_i in the title.")
+@_styled
+def linesearch_curves(results, run):
+    step, c = _last(results, "linesearch", "curves")
+    ts, n = np.asarray(c["ts"]), min(len(c["eigenvalues"]), MAX_PANELS)
+    L0 = c["loss"][:, int(np.argmin(np.abs(ts)))]
+    fig, axes = _grid(n)
+    for i, ax in enumerate(axes[:n]):
+        lam = c["eigenvalues"][i]
+        ax.plot(ts, c["loss"][i], color=PALETTE[0], label="loss")
+        ax.plot(ts, L0[i] + c["slopes"][i] * ts + 0.5 * lam * ts**2, color=PALETTE[1], ls="--", label="quadratic")
+        ax.set_title(rf"$v_{{{int(c['directions'][i])}}}$, $\lambda$ = {lam:.3g}")
+        ax.set_xlabel("t")
+    axes[0].set_ylabel(f"loss (step {step})")
+    axes[0].legend()
+    return [("", fig)]
+
+
+@register("linesearch_minima", caption="Minibatch line searches: distribution over minibatches of the "
+          "minimum location t* of each eigendirection's curve (left), and its spread and the mean fitted "
+          "curvature against λ_i (right; dotted: curvature = λ). Seed 003: does the variance of the minimum "
+          "depend on the eigenvalue?")
+@_styled
+def linesearch_minima(results, run):
+    step, c = _last(results, "linesearch", "curves")
+    if "batch_min_t" not in c:
+        raise MissingData("the line search stored no minibatch curves (rerun with --minibatch-size)")
+    lam = np.asarray(c["eigenvalues"])
+    fig, (a, b) = figure("double", aspect=0.35, ncols=2)
+    a.boxplot(list(c["batch_min_t"]), showfliers=False)
+    a.set_xticks(range(1, len(lam) + 1), [f"{x:.2g}" for x in lam], rotation=45)
+    a.set_xlabel(r"$\lambda_i$")
+    a.set_ylabel(f"minibatch minimum t* (step {step})")
+    b.loglog(np.abs(lam), c["min_t_std"], "o", color=PALETTE[0], label="std of t*")
+    b.errorbar(np.abs(lam), np.abs(c["curvature_mean"]), yerr=c["curvature_std"], fmt="s", color=PALETTE[1],
+               label="|mean curvature| ± std")
+    b.plot(np.abs(lam), np.abs(lam), ":", color="black", label=r"$\lambda$")
+    b.set_xlabel(r"$|\lambda_i|$")
+    b.set_title(f"Spearman ρ(λ, std t*) = {float(c['spearman_lambda_min_std']):.2f}")
+    b.legend(fontsize=6, loc="best")
+    return [("", fig)]
+
+
+@register("linesearch_deviation", caption="Distance from the quadratic model along each eigenvector: "
+          "|L(θ + t v_i) − q_i(t)| / (½|λ_i|t²) against |t| (q_i: the quadratic prediction), both signs of t; "
+          "the dashed line is the departure tolerance.")
+@_styled
+def linesearch_deviation(results, run):
+    step, f = _last(results, "linesearch", "fits")
+    ts, dev = np.asarray(f["ts"]), np.abs(np.asarray(f["deviation"]))
+    fig, ax = figure("single")
+    cmap = plt.get_cmap(SEQUENTIAL_CMAP)
+    lam = np.asarray(f["eigenvalues"])
+    for i in range(len(lam)):
+        for sign, ls in ((1, "-"), (-1, ":")):
+            m = sign * ts > 0
+            ax.loglog(np.abs(ts[m]), dev[i, m], ls, color=cmap(i / max(1, len(lam) - 1)),
+                      label=rf"$\lambda$={lam[i]:.2g}" if sign > 0 else None)
+    ax.axhline(0.1, color="black", ls="--", lw=0.6)
+    ax.set_xlabel("|t|")
+    ax.set_ylabel(f"relative deviation (step {step})")
+    ax.legend(fontsize=6)
+    return [("", fig)]
+
+
+@register("linesearch_zoom", caption="Dense zoom around the minimum: second-order structure function "
+          "D₂(h) = mean [f(t+h) − 2f(t) + f(t−h)]² against the lag h, float32 (circles) and float64 "
+          "(squares), with the quadratic model's (λh²)² (dashed). Slope 4: smooth; 0: rounding noise; "
+          "2α ∈ (0, 2): Hölder-α roughness (fractal).")
+@_styled
+def linesearch_zoom(results, run):
+    step, z = _last(results, "linesearch", "zoom")
+    fig, (a, b) = figure("double", aspect=0.35, ncols=2)
+    for i in range(len(z["eigenvalues"])):
+        col = PALETTE[i % len(PALETTE)]
+        a.plot(z["offsets"], z["loss"][i] - z["loss"][i].min(), color=col, lw=0.6)
+        b.loglog(z["lags"], z["d2"][i], "o-", color=col, label=rf"$\lambda$={z['eigenvalues'][i]:.2g} fp32")
+        if "d264" in z:
+            b.loglog(z["lags"], z["d264"][i], "s-", color=col, mfc="none", label="fp64")
+        b.loglog(z["lags"], z["quadratic_d2"][i], "--", color=col, lw=0.7)
+    a.ticklabel_format(axis="x", style="sci", scilimits=(-2, 2))
+    a.set_xlabel("offset from the minimum")
+    a.set_ylabel(f"L − min L (float32, step {step})")
+    b.set_xlabel("lag h")
+    b.set_ylabel(r"$D_2(h)$")
+    b.legend(fontsize=6)
+    return [("", fig)]
+
+
+@register("quadratic_check", caption="Random directions u: the true loss L(θ + t u) (solid), the quadratic "
+          "prediction from uᵀHu (dashed) and the sum of the eigendirection line searches (dotted), "
+          "one panel per direction; markers: where each prediction parts from the truth.")
+@_styled
+def quadratic_check(results, run):
+    step, q = _last(results, "linesearch", "quadratic_check")
+    ts, n = np.asarray(q["ts"]), min(len(q["true"]), MAX_PANELS)
+    fig, axes = _grid(n)
+    for i, ax in enumerate(axes[:n]):
+        ax.plot(ts, q["true"][i], color=PALETTE[0], label="true")
+        ax.plot(ts, q["quadratic"][i], "--", color=PALETTE[1], label=r"$u^\top H u$")
+        ax.plot(ts, q["independent"][i], ":", color=PALETTE[2], label="sum of eigen line searches")
+        ax.set_title(f"u{i}: ‖r‖ = {q['residual_norm'][i]:.2f}")
+        ax.set_xlabel("t")
+    axes[0].set_ylabel(f"loss (step {step})")
+    axes[0].legend(fontsize=6)
+    return [("", fig)]
+
+
+def _pairs(results) -> list[tuple[int, int, dict]]:
+    if results is None:
+        raise MissingData("no results file given")
+    keys = [k for k in results.keys("evolution/") if "/overlap_step_" in k]
+    if not keys:
+        raise MissingData("no evolution overlap items (run `landscape evolution`)")
+    out = [(int(k.split("/")[1][5:]), int(k.rsplit("_", 1)[1]), results.read_item(k)[0]) for k in keys]
+    return sorted(out, key=lambda p: (p[0], p[1]))
+
+
+@register("eigen_overlaps", caption="Eigenvector overlaps |V_a V_bᵀ| between checkpoints (heatmaps, rows: "
+          "step a, columns: step b, both by eigenvalue index) and the maximum of each row against the index "
+          "(right): near 1, v_i survives as one eigenvector; spread, it rotates or mixes (seed 003).")
+@_styled
+def eigen_overlaps(results, run):
+    pairs = _pairs(results)
+    shown = [pairs[i] for i in np.unique(np.linspace(0, len(pairs) - 1, min(MAX_HEATMAPS, len(pairs))).round().astype(int))]
+    fig, axes = figure("double", aspect=0.3, ncols=len(shown) + 1, squeeze=False)
+    axes = axes[0]
+    for ax, (a, b, arr) in zip(axes, shown):
+        im = ax.imshow(arr["overlap"], vmin=0, vmax=1, cmap=SEQUENTIAL_CMAP)
+        ax.set_title(f"{a} → {b}")
+        ax.set_xlabel(f"index at {b}")
+    axes[0].set_ylabel("index at step a")
+    fig.colorbar(im, ax=axes[len(shown) - 1], shrink=0.8)
+    cmap = plt.get_cmap(SEQUENTIAL_CMAP)
+    for j, (a, b, arr) in enumerate(pairs):
+        axes[-1].plot(arr["row_max"], "o-", ms=2, color=cmap(j / max(1, len(pairs) - 1)), label=f"{a}→{b}")
+    axes[-1].set_ylim(0, 1.02)
+    axes[-1].set_xlabel("eigenvalue index i")
+    axes[-1].set_ylabel(r"max$_j$ |v$_i$(a)·v$_j$(b)|")
+    axes[-1].legend(fontsize=5)
+    return [("", fig)]
+
+
+@register("eigenvalue_trajectories", caption="Stored Hessian eigenvalues against the training step, one "
+          "line per index (top), and the subspace overlap (1/k)Σcos²θ_j of the top-k eigenspaces between "
+          "compared checkpoints (bottom, at the later step).")
+@_styled
+def eigenvalue_trajectories(results, run):
+    if results is None or not results.is_complete("evolution/eigenvalues"):
+        raise MissingData("no evolution/eigenvalues table (run `landscape evolution`)")
+    t, _ = results.read_item("evolution/eigenvalues")
+    fig, (a, b) = figure("single", aspect=1.0, nrows=2, sharex=True)
+    lam = np.asarray(t["eigenvalues"])
+    cmap = plt.get_cmap(SEQUENTIAL_CMAP)
+    for i in range(lam.shape[1]):
+        a.plot(t["steps"], lam[:, i], "o-", ms=2, color=cmap(i / max(1, lam.shape[1] - 1)))
+    if np.nanmin(lam) > 0:
+        a.set_yscale("log")
+    a.set_ylabel(r"$\lambda_i$")
+    pairs = _pairs(results) if results.keys("evolution/step_") else []
+    b.plot([p[1] for p in pairs], [float(p[2]["subspace_overlap"]) for p in pairs], "s-", color=PALETTE[1])
+    b.set_ylim(0, 1.02)
+    b.set_xlabel("step")
+    b.set_ylabel("subspace overlap")
+    return [("", fig)]
+
+
+@register("density_evolution", caption="Hessian spectral density (SLQ, Gaussian kernel) against the step, "
+          "on one common eigenvalue grid; colour: log₁₀ density.")
+@_styled
+def density_evolution(results, run):
+    if results is None or not results.is_complete("evolution/density"):
+        raise MissingData("no evolution/density table (run `landscape hessian --density`, then `landscape evolution`)")
+    d, _ = results.read_item("evolution/density")
+    fig, ax = figure("single")
+    log = np.log10(np.maximum(np.asarray(d["density"]), 1e-12))
+    steps = np.asarray(d["steps"])
+    im = ax.imshow(log, aspect="auto", origin="lower", cmap=SEQUENTIAL_CMAP, vmin=max(log.min(), log.max() - 8),
+                   extent=[d["grid"][0], d["grid"][-1], -0.5, len(steps) - 0.5])
+    ax.set_yticks(range(len(steps)), [str(s) for s in steps])
+    ax.set_xlabel(r"eigenvalue $\lambda$")
+    ax.set_ylabel("step")
+    fig.colorbar(im, ax=ax)
+    return [("", fig)]
+
+
+@register("trajectory_eigenbasis", caption="Training in the eigenbasis of a reference Hessian: the distance "
+          "v_iᵀ(θ_t − θ_ref) along each eigendirection against the step (left; dotted: settling step), and "
+          "the stationary oscillation amplitude against η·λ_i (right; dashed: the stability threshold).")
+@_styled
+def trajectory_eigenbasis(results, run):
+    ref, tr = _last(results, "trajectory", "eigenbasis")
+    C, steps, lam = np.asarray(tr["coordinates"]), np.asarray(tr["steps"]), np.asarray(tr["eigenvalues"])
+    fig, (a, b) = figure("double", aspect=0.35, ncols=2)
+    cmap = plt.get_cmap(SEQUENTIAL_CMAP)
+    for i in range(C.shape[1]):
+        col = cmap(i / max(1, C.shape[1] - 1))
+        a.plot(steps, C[:, i], color=col, lw=0.8, label=rf"$\lambda$={lam[i]:.2g}")
+        if tr["settled"][i]:
+            a.axvline(tr["settle_step"][i], color=col, ls=":", lw=0.6)
+    a.set_xlabel("step")
+    a.set_ylabel(f"distance along $v_i$ (ref. step {ref})")
+    a.legend(fontsize=5)
+    b.loglog(tr["stability_eta_lambda"], tr["amplitude"], "o", color=PALETTE[0])
+    b.axvline(float(tr["stability_threshold"]), color="black", ls="--", lw=0.7)
+    b.set_xlabel(r"$\eta\,\lambda_i$ (tail learning rate)")
+    b.set_ylabel("oscillation amplitude")
+    return [("", fig)]
