@@ -37,29 +37,39 @@ def check_key(key: str) -> None:
         check_name(part, f"part of key {key!r}")
 
 
-def write_arrays(g: h5py.Group, arrays: dict) -> None:
-    """Create one dataset per entry of ``arrays``."""
+def prepare_arrays(arrays: dict) -> dict:
+    """Check names and dtypes before anything is written: ``str`` or ndarray per name."""
+    out = {}
     for name, value in arrays.items():
         check_name(name, "array name")
+        a = value if isinstance(value, str) else np.asarray(value)
+        if not isinstance(a, str) and a.dtype.kind not in "biufU":
+            raise InputError(f"array {name!r} has dtype {a.dtype}; store numbers, booleans or strings")
+        out[name] = a
+    return out
+
+
+def check_attrs(attrs: dict) -> None:
+    """Refuse reserved or invalid attribute names, and values that are not JSON-able."""
+    for name, value in attrs.items():
+        if not isinstance(name, str) or name in schema.RESERVED_ATTRS or name.startswith("_"):
+            raise InputError(f"attribute name {name!r} is reserved or invalid; rename it")
+        _h5.json_dumps(value)
+
+
+def write_arrays(g: h5py.Group, arrays: dict) -> None:
+    """Create one dataset per entry of ``prepare_arrays(arrays)``."""
+    for name, a in arrays.items():
         if name in g:
             raise InputError(f"array {name!r} of item {g.name} is already stored (a block dataset); "
                              "leave it out of arrays")
-        _write_one(g, name, value)
-
-
-def _write_one(g: h5py.Group, name: str, value) -> None:
-    if isinstance(value, str):
-        g.create_dataset(name, data=value, dtype=h5py.string_dtype())
-        return
-    a = np.asarray(value)
-    if a.dtype.kind == "U":
-        g.create_dataset(name, data=a.astype(object), dtype=h5py.string_dtype())
-    elif a.dtype.kind not in "biuf":
-        raise InputError(f"array {name!r} has dtype {a.dtype}; store numbers, booleans or strings")
-    elif a.ndim == 0 or a.size == 0:
-        g.create_dataset(name, data=a)
-    else:
-        g.create_dataset(name, data=a, chunks=True, fletcher32=True)
+        if isinstance(a, str) or a.dtype.kind == "U":
+            data = a if isinstance(a, str) else a.astype(object)
+            g.create_dataset(name, data=data, dtype=h5py.string_dtype())
+        elif a.ndim == 0 or a.size == 0:
+            g.create_dataset(name, data=a)
+        else:
+            g.create_dataset(name, data=a, chunks=True, fletcher32=True)
 
 
 def read_arrays(g: h5py.Group) -> dict:
@@ -77,11 +87,12 @@ def read_arrays(g: h5py.Group) -> dict:
 
 
 def write_attrs(g: h5py.Group, attrs: dict) -> None:
-    """Store plain scalars as attributes and everything else as JSON (listed in ``_json``)."""
+    """Store plain scalars as attributes and everything else as JSON (listed in ``_json``).
+
+    ``attrs`` must have passed :func:`check_attrs`.
+    """
     coded = []
     for name, value in attrs.items():
-        if not isinstance(name, str) or name in schema.RESERVED_ATTRS or name.startswith("_"):
-            raise InputError(f"attribute name {name!r} is reserved or invalid; rename it")
         if isinstance(value, (bool, int, float, str, np.bool_, np.integer, np.floating)):
             g.attrs[name] = value
         else:

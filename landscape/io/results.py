@@ -147,9 +147,11 @@ class ResultsFile:
             InputError: bad key, names or values, or a block dataset still misses blocks.
         """
         self._writable()
-        g = self._prepare(key, overwrite)
+        arrays = _items.prepare_arrays(arrays)
         attrs = dict(attrs or {})
         attrs.setdefault("provenance", provenance())
+        _items.check_attrs(attrs)
+        g = self._prepare(key, overwrite)
         with _h5.h5_errors(self.path, key, writing=True):
             _items.write_arrays(g, arrays)
             _items.write_attrs(g, attrs)

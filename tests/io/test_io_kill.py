@@ -10,8 +10,9 @@ time (from the file's creation on), then checks that
 * it resumes: uncommitted rows are dropped, the log continues and verifies again.
 
 A kill during creation may leave no file at all (and then nothing was acknowledged),
-never a half-written one. A second test reads the file from another process while the
-writer appends.
+never a half-written one. Further tests: a reader process reads the file while the writer
+appends; a results writer killed mid-item loses only that item; a second writer waits for
+the HDF5 lock and then fails with the fix.
 """
 
 import json

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from landscape.errors import ConfigMismatchError, FileFormatError, InputError, OutputExistsError
-from landscape.io import ResultsFile, RunFile, file_kind
+from landscape.io import ResultsFile, RunFile, _items, file_kind
 
 RUN_A = {"path": "a/run.h5", "run_sha256": "a" * 64}
 RUN_B = {"path": "b/run.h5", "run_sha256": "b" * 64}
@@ -59,10 +59,24 @@ def test_read_only_view_and_plain_h5py(results, tmp_path):
         assert attrs["provenance"] == {"mine": 1}
 
 
-def test_interrupted_item_is_redone_and_complete_items_are_kept(results):
+def test_bad_input_is_refused_before_anything_is_written(results):
+    with pytest.raises(InputError, match="dtype object"):
+        results.write_item(KEY, {"x": np.arange(5), "bad": np.array([object()])})
+    with pytest.raises(InputError, match="not JSON-able"):
+        results.write_item(KEY, {"x": np.arange(5)}, {"f": object()})
+    assert results.keys(complete_only=False) == []
+
+
+def test_interrupted_item_is_redone_and_complete_items_are_kept(results, monkeypatch):
     results.write_item("a/done", {"x": np.arange(3)})
-    with pytest.raises(InputError, match="dtype object"):  # dies after "x" was written
-        results.write_item(KEY, {"x": np.arange(5), "bad": np.array([object()])}, {"old": 1})
+
+    def killed(*args):
+        raise KeyboardInterrupt  # the job dies after the arrays, before the completion mark
+
+    with monkeypatch.context() as m:
+        m.setattr(_items, "write_attrs", killed)
+        with pytest.raises(KeyboardInterrupt):
+            results.write_item(KEY, {"x": np.arange(5)}, {"old": 1})
     assert not results.is_complete(KEY)
     assert results.keys() == ["a/done"] and results.keys(complete_only=False) == ["a/done", KEY]
     with pytest.raises(FileFormatError, match="is incomplete .*rerun"):
