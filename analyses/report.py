@@ -48,7 +48,7 @@ def _provenance_section(run) -> str:
     info = run.info()
     rows = [[k, json.dumps(v) if isinstance(v, (dict, list)) else v] for k, v in info.items()
             if k not in ("snapshots", "param_sha256")]
-    prov = run.meta.get("provenance", {})
+    prov = getattr(run, "provenance", {}) or {}
     return _table(["field", "value"], rows, left=2) + \
         f"<details><summary>configuration and provenance (JSON)</summary><pre>{html.escape(json.dumps({'config': run.config, 'provenance': prov}, indent=2, default=str))}</pre></details>"
 
