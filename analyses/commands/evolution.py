@@ -19,7 +19,7 @@ from functools import partial
 
 import numpy as np
 
-from analyses.commands._eigen_inputs import eigen_steps, read_eigen
+from analyses.commands._eigen_inputs import check_compatible, eigen_steps, read_eigen
 from analyses.runner import Item, Record, run_items, step_key
 from analyses.spectrum_evolution import (PAIR_MODES, compare, density_evolution, eigenvalue_table, step_pairs)
 from analyses.steps import parse_steps
@@ -77,6 +77,8 @@ def _write(src, out, steps: list[int], args) -> int:
               "density_points": args.density_points, "density_sigma": args.density_sigma}
     source = {"results": src.path, "run": src.run_id}
     pairs = step_pairs(steps, args.pairs)
+    for a, b in pairs:
+        check_compatible(out, step_key(NAME, a, f"overlap_step_{b:08d}"), config, ("subspace_k",))
     items = [Item(step_key(NAME, a, f"overlap_step_{b:08d}"), partial(_pair, src, a, b, args.subspace_k))
              for a, b in pairs]
     summary = run_items(out, items, config=config, source=source)

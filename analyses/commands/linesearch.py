@@ -45,9 +45,13 @@ FORM_FUNCS = {name: getattr(np, name) for name in
               ("exp", "log", "sqrt", "abs", "cosh", "sinh", "tanh", "cos", "sin", "log1p", "expm1", "arctan")}
 _FORM_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Call, ast.Name, ast.Load, ast.Constant, ast.Add,
                ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
-# Options whose change makes stored curves incomparable with new ones.
+# Options whose change makes a stored item incomparable with a new one (refused, not mixed).
 CURVE_FIELDS = ("directions", "t_max", "num_t", "spacing", "t_min", "minibatch_size", "num_minibatches", "seed",
                 "bn", "subset", "params", "dtype")
+ITEM_FIELDS = {"curves": CURVE_FIELDS,
+               "fits": CURVE_FIELDS + ("fit_window", "form", "form_p0", "departure_tol"),
+               "zoom": CURVE_FIELDS + ("zoom", "zoom_points", "zoom_width", "zoom_float64"),
+               "quadratic_check": CURVE_FIELDS + ("random_directions", "parting_rtol")}
 
 
 @dataclass(frozen=True)
@@ -192,8 +196,8 @@ def run(args) -> int:
         with open_eigen_and_out(args.eigen, args.out, run_id) as (eig_file, out):
             check_eigen_steps(eig_file, inp.steps)
             works = [StepWork(inp, args, cfg, read_eigen(eig_file, s), out, form) for s in inp.steps]
-            for w in works:
-                check_compatible(out, w.key("curves"), asdict(w.cfg), CURVE_FIELDS)
+            for w, (quantity, fields) in ((w, qf) for w in works for qf in ITEM_FIELDS.items()):
+                check_compatible(out, w.key(quantity), asdict(w.cfg), fields)
             items = [item for w in works for item in w.items()]
             source = {**inp.source, "eigen": eig_file.path}
             summary = run_items(out, items, config=asdict(works[0].cfg), source=source, device=inp.device)

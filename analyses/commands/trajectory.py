@@ -17,7 +17,8 @@ import argparse
 
 import numpy as np
 
-from analyses.commands._eigen_inputs import (check_eigen_steps, eigen_steps, open_eigen_and_out, read_eigen)
+from analyses.commands._eigen_inputs import (check_compatible, check_eigen_steps, eigen_steps, open_eigen_and_out,
+                                             read_eigen)
 from analyses.eigen_linesearch import select_directions
 from analyses.runner import Item, Record, run_items, step_key
 from analyses.steps import parse_steps
@@ -61,6 +62,7 @@ def run(args) -> int:
             idx = select_directions(args.directions, eig.eigenvalues)
             centre = _centre(out, eig_file, ref, idx) if args.center == "linesearch" else np.zeros(len(idx))
             config = _config(args, rf, ref, steps)
+            check_compatible(out, step_key(NAME, ref, "eigenbasis"), config, tuple(k for k in config if k != "ref_step"))
             item = Item(step_key(NAME, ref, "eigenbasis"), lambda: _compute(rf, eig, idx, steps, centre, config))
             run_items(out, [item], config=config, source={**run_id, "eigen": eig_file.path})
     return 0

@@ -316,6 +316,8 @@ def test_linesearch_command_end_to_end(tiny_run, eigen_file, tmp_path, capsys):
     capsys.readouterr()
     assert _main(*argv) == 0
     assert "0 item(s) computed, 4 already complete" in capsys.readouterr().out
+    assert _main(*argv, "--t-max", "2e-3") != 0  # the last --t-max wins: another grid, refused
+    assert "computed with other options (t_max: stored 0.001, asked 0.002" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra,match", [

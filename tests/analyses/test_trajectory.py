@@ -186,6 +186,7 @@ def test_trajectory_command_end_to_end(tiny_run, eigen_ref, tmp_path):
     assert out["tail_lr"] == pytest.approx(lr[-1]) and out["stability_threshold"] == pytest.approx(2.0)
     assert attrs["config"]["momentum"] == 0.0
     _draws("trajectory_eigenbasis", res)
+    assert _main("trajectory", tiny_run.path, "--out", res, "--block", "1", "--directions", "0") != 0
 
 
 def _draws(name, path):
