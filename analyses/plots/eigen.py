@@ -212,8 +212,12 @@ def eigenvalue_trajectories(results, run):
     if np.nanmin(lam) > 0:
         a.set_yscale("log")
     a.set_ylabel(r"$\lambda_i$")
-    pairs = _pairs(results) if results.keys("evolution/step_") else []
-    b.plot([p[1] for p in pairs], [float(p[2]["subspace_overlap"]) for p in pairs], "s-", color=PALETTE[1])
+    nearest: dict[int, tuple[int, float]] = {}  # later step b → (closest earlier step a, overlap)
+    for a_, b_, arr in (_pairs(results) if results.keys("evolution/step_") else []):
+        if a_ >= nearest.get(b_, (-1, 0.0))[0]:
+            nearest[b_] = (a_, float(arr["subspace_overlap"]))
+    steps_b = sorted(nearest)
+    b.plot(steps_b, [nearest[s][1] for s in steps_b], "s-", color=PALETTE[1])
     b.set_ylim(0, 1.02)
     b.set_xlabel("step")
     b.set_ylabel("subspace overlap")
