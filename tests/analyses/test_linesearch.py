@@ -293,15 +293,23 @@ def _main(*argv):
     return main([str(a) for a in argv])
 
 
-def test_linesearch_command_end_to_end(tiny_run, eigen_file, tmp_path, capsys):
+LINESEARCH_ARGV = ["--steps", "30", "--device", "cpu", "--dtype", "float64", "--t-max", "1e-3", "--num-t", "11",
+                   "--fit-window", "1e-3", "--minibatch-size", "20", "--zoom", "1", "--zoom-points", "65",
+                   "--zoom-float64", "--random-directions", "1", "--form", "a + c*t + b*t**2/2"]
+
+
+@pytest.fixture(scope="module")
+def linesearch_out(tiny_run, eigen_file, tmp_path_factory):
+    """The results file after one `landscape linesearch` with every part switched on."""
+    out = _results(tmp_path_factory.mktemp("linesearch_out"), eigen_file)
+    assert _main("linesearch", tiny_run.path, "--out", out, *LINESEARCH_ARGV) == 0
+    return out
+
+
+def test_linesearch_command_end_to_end(tiny_run, eigen_file, linesearch_out, capsys):
     from landscape.io import ResultsFile
 
-    out = _results(tmp_path, eigen_file)
-    argv = ["linesearch", tiny_run.path, "--out", out, "--steps", "30", "--device", "cpu", "--dtype", "float64",
-            "--t-max", "1e-3", "--num-t", "11", "--fit-window", "1e-3", "--minibatch-size", "20", "--zoom", "1",
-            "--zoom-points", "65", "--zoom-float64", "--random-directions", "1", "--form", "a + c*t + b*t**2/2"]
-    assert _main(*argv) == 0
-    with ResultsFile(out) as r:
+    with ResultsFile(linesearch_out) as r:
         c, _ = r.read_item("linesearch/step_00000030/curves")
         f, _ = r.read_item("linesearch/step_00000030/fits")
         z, _ = r.read_item("linesearch/step_00000030/zoom")
@@ -313,6 +321,7 @@ def test_linesearch_command_end_to_end(tiny_run, eigen_file, tmp_path, capsys):
     np.testing.assert_allclose(c["batch_loss"].mean(-1), c["loss"], atol=BATCH_MEAN_ATOL)
     assert f["form_ok"].all() and f["form_params"].shape == (4, 3)
     assert z["loss"].shape == z["loss64"].shape == (1, 65) and q["true"].shape == (1, 11)
+    argv = ["linesearch", tiny_run.path, "--out", linesearch_out, *LINESEARCH_ARGV]
     capsys.readouterr()
     assert _main(*argv) == 0
     assert "0 item(s) computed, 4 already complete" in capsys.readouterr().out
@@ -333,19 +342,15 @@ def test_linesearch_bad_input_is_one_clear_error(tiny_run, eigen_file, tmp_path,
     assert code != 0 and match in err and err.count("\n") == 1, err
 
 
-def test_linesearch_figures_draw_from_stored_results(tiny_run, eigen_file, tmp_path):
+def test_linesearch_figures_draw_from_stored_results(linesearch_out):
     import matplotlib.pyplot as plt
 
     from analyses.plots import MissingData, all_figures
     from landscape.io import ResultsFile
 
-    out = _results(tmp_path, eigen_file)
-    assert _main("linesearch", tiny_run.path, "--out", out, "--steps", "30", "--device", "cpu", "--t-max", "0.5",
-                 "--num-t", "9", "--minibatch-size", "50", "--zoom", "1", "--zoom-points", "33",
-                 "--random-directions", "1") == 0
     figures = all_figures()
     names = ("linesearch_curves", "linesearch_minima", "linesearch_deviation", "linesearch_zoom", "quadratic_check")
-    with ResultsFile(out) as r:
+    with ResultsFile(linesearch_out) as r:
         for name in names:
             drawn = figures[name].draw(r, None)
             assert len(drawn) == 1 and drawn[0][1].axes, name
