@@ -51,6 +51,17 @@ def resolve_loss(loss: str | LossFn) -> LossFn:
     return LOSSES[loss]
 
 
+def correct_per_example(outputs: Tensor, targets: Tensor) -> Tensor:
+    """1.0 where the argmax output matches the label, else 0.0, ``(B,)``; NaN where accuracy has no meaning."""
+    if outputs.ndim != 2 or outputs.shape[1] < 2:
+        return outputs.new_full(outputs.shape[:1], math.nan)
+    if targets.is_floating_point():
+        if targets.shape != outputs.shape:
+            return outputs.new_full(outputs.shape[:1], math.nan)
+        targets = targets.argmax(dim=1)
+    return (outputs.argmax(dim=1) == targets).to(outputs.dtype)
+
+
 def num_correct(outputs: Tensor, targets: Tensor) -> Tensor:
     """Number of examples whose argmax output matches the label (0-dim float tensor).
 

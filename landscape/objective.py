@@ -35,7 +35,7 @@ from landscape import _checks as C
 from landscape import _kernels as K
 from landscape._batching import IterableBatches
 from landscape._functional import FunctionalModel
-from landscape._losses import check_per_example, num_correct, resolve_loss
+from landscape._losses import check_per_example, correct_per_example, num_correct, resolve_loss
 from landscape._reduce import Sums, concat_checked
 from landscape.curvature import GGNOperator, HessianOperator
 from landscape.errors import InputError, LandscapeError
@@ -194,6 +194,24 @@ class Objective:
             checked = slice(0, None, 2) if check_finite else slice(0, 0)
             mean = self._mean(part, "loss", checked=checked).reshape(-1, 2)
         return self._out(mean[:, 0], thetas), self._out(mean[:, 1], thetas)
+
+    def per_example_losses_at(self, thetas: Tensor, *, chunk_size: int | None = None) -> tuple[Tensor, Tensor]:
+        """ℓ_i and correctness (1/0, NaN for regression) at each row of ``thetas (m, P)``: ``(m, N)``, ``(m, N)``.
+
+        One forward per (θ, batch), vmapped over chunks of rows like :meth:`losses_at`;
+        line searches aggregate these into any set of minibatch curves at no extra cost.
+        """
+        T = C.check_thetas(thetas, self.spec, self.device, self.dtype)
+        chunk = chunk_size or self.vmap_chunk or LOSSES_AT_CHUNK
+
+        def one(th: Tensor, x: Tensor, y: Tensor) -> Tensor:
+            z = self._f(th, x)
+            return torch.stack([self._loss_fn(z, y), correct_per_example(z, y)])
+
+        with torch.no_grad():
+            parts = [K.map_rows(lambda th: one(th, x, y), T, chunk) for x, y in self._batches]
+            out = torch.cat(parts, dim=-1)   # (m, 2, N); not checked: far grid points may overflow
+        return self._out(out[:, 0], thetas), self._out(out[:, 1], thetas)
 
     # ---- per-example quantities (this shard's rows, in batch order) ---------------------------
     def per_example_losses(self, theta: Tensor) -> Tensor:

@@ -278,3 +278,17 @@ def test_on_cuda_hvps_match_the_cpu_and_repeat_bitwise():
         torch.backends.cudnn.deterministic = deterministic
     assert first.device.type == "cuda" and torch.equal(first, second)
     assert_close(first.cpu(), cpu.hvp(cpu.theta, V), ORACLE_RTOL, "GPU vs CPU HVP")
+
+
+def test_per_example_losses_at_matches_loops():
+    """Rows of per_example_losses_at equal per_example_losses at each θ; correctness averages to accuracy."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3)).double()
+    x, y = torch.randn(23, 5, dtype=torch.float64), torch.randint(0, 3, (23,))
+    obj = Objective(model, x, y, batch_size=6)
+    thetas = obj.theta + 0.3 * torch.randn(4, obj.spec.numel, dtype=torch.float64)
+    losses, correct = obj.per_example_losses_at(thetas, chunk_size=3)
+    assert losses.shape == correct.shape == (4, 23)
+    for i, th in enumerate(thetas):
+        torch.testing.assert_close(losses[i], obj.per_example_losses(th), rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(correct[i].mean(), obj.loss_and_accuracy(th)[1], rtol=1e-12, atol=1e-14)
