@@ -90,3 +90,51 @@ def test_bad_input(setup):
         gradient_projections(obj, theta, V[:, :-1])
     with pytest.raises(InputError, match="labels"):
         gradient_projections(obj, theta, V, labels[:-1])
+
+
+# ---- the command line on a tiny MNIST-1D run (tests/analyses/conftest.py) ---------------------
+
+# float32 sums over N = 200 examples of terms ~|g_i·v|: mean vs full gradient agree to ~1e-6
+# relative to the largest per-example projection (the mean of N rounding errors).
+CLI_MEAN_RTOL = 1e-5
+
+
+def cli(*args):
+    from analyses.cli import main
+
+    return main([*map(str, args), "--device", "cpu"])
+
+
+@pytest.fixture(scope="module")
+def eigen_file(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gradproj") / "eigen.h5"
+    assert cli("hessian", tiny_run.path, "--steps", "20,30", "--k", "4", "--tol", "1e-3", "--out", out) == 0
+    return out
+
+
+def test_cli_end_to_end_with_eigen_file(tiny_run, eigen_file, tmp_path, capsys):
+    from analyses.plots.gradproj import gradproj_classes, gradproj_cos
+    from landscape.io import ResultsFile
+
+    out = tmp_path / "g.h5"
+    assert cli("gradproj", tiny_run.path, "--steps", "30", "--eigen", eigen_file, "--k", "3", "--out", out) == 0
+    with ResultsFile(out, "r") as r:
+        a, attrs = r.read_item("gradproj/step_00000030/projections")
+        assert len(gradproj_cos(r, None)) == 1 and len(gradproj_classes(r, None)) == 1
+    assert a["projections"].shape == (200, 3) and a["class_means"].shape == (10, 3)
+    scale = np.abs(a["projections"]).max()
+    assert a["mean_projection_error"] < CLI_MEAN_RTOL * scale, \
+        f"mean of projections vs full projection: {a['mean_projection_error']:.2e} (scale {scale:.2e})"
+    assert 0 <= a["subspace_fraction"] <= 1 and np.all(a["abs_cos"] <= 1 + 1e-5)
+    assert attrs["eigen_source"]["key"] == "hessian/step_00000030/eigen"
+    capsys.readouterr()
+    assert cli("gradproj", tiny_run.path, "--steps", "30", "--eigen", eigen_file, "--k", "3", "--out", out) == 0
+    assert "0 item(s) computed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,match", [(("--steps", "10"), "step 10 has no stored eigenvectors"),
+                                        (("--k", "9"), "has 4 stored eigenvectors"),
+                                        (("--k", "0"), "at least one eigenvector")])
+def test_cli_bad_input_exits_nonzero(tiny_run, eigen_file, tmp_path, capsys, args, match):
+    assert cli("gradproj", tiny_run.path, "--eigen", eigen_file, "--out", tmp_path / "g.h5", *args) == 2
+    assert match in capsys.readouterr().err

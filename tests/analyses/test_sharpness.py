@@ -201,3 +201,27 @@ def test_radius_plot_from_stored_probes(tiny_run, tmp_path):
     with ResultsFile(tmp_path / "empty.h5", "a") as r:
         with pytest.raises(MissingData):
             sharpness_radius(r, None)
+
+
+# Statistical agreement of two estimates (probe mean, Hutch++ trace), each with its standard
+# error: 5 combined standard deviations.
+CLI_SIGMAS = 5.0
+
+
+def test_cli_probe_mean_matches_the_stored_trace(tiny_run, tmp_path):
+    """From the CLI: mean ΔL of Gaussian ± probes = r²·tr(H)/(2P), tr(H) from Hutch++ (float64)."""
+    from landscape.io import ResultsFile
+
+    out, r = tmp_path / "r.h5", 1e-3
+    assert sharpness_cli(tiny_run.path, out, "--dtype", "float64", "--radii", str(r), "--directions", "64",
+                         "--points-per-call", "64", "--worst", "none", "--trace-matvecs", "150") == 0
+    with ResultsFile(out, "r") as f:
+        probes, _ = f.read_item("sharpness/step_00000030/probes_gaussian")
+        curv, _ = f.read_item("sharpness/step_00000030/curvature")
+    pair = probes["deltas"][0].mean(axis=1)                     # ½(Δ₊ + Δ₋) per direction
+    P, K = probes["P"], len(pair)
+    want = r ** 2 * curv["trace"] / (2 * P)
+    sigma = np.hypot(pair.std(ddof=1) / np.sqrt(K), r ** 2 * curv["trace_stderr"] / (2 * P))
+    got = probes["mean"][0]
+    assert abs(got - want) < CLI_SIGMAS * sigma, f"mean Δ {got:.4e} vs r²tr(H)/(2P) {want:.4e} (σ {sigma:.1e})"
+    assert curv["lambda_converged"] == 1 and curv["lambda_max"] > 0

@@ -172,7 +172,6 @@ def test_cli_bad_zoos_exit_nonzero(zoo_files, tmp_path, capsys, case, match):
     assert match in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_cli_zoo_of_real_runs(tmp_path):
     """Three short MNIST-1D runs (different lr and seed) → sharpness → study, from the CLI."""
     from analyses.cli import main
@@ -187,6 +186,12 @@ def test_cli_zoo_of_real_runs(tmp_path):
         train(cfg, tmp_path / f"run{i}.h5", progress=False, fsync=False)
         files.append(tmp_path / f"res{i}.h5")
         assert main(["sharpness", str(tmp_path / f"run{i}.h5"), "--out", str(files[-1]), "--device", "cpu",
-                     "--radii", "0.05", "--directions", "4", "--ascent-steps", "3", "--no-curvature"]) == 0
+                     "--radii", "0.05", "--directions", "4", "--ascent-steps", "3", "--trace-matvecs", "30"]) == 0
     assert study_cli(files, tmp_path / "study.h5") == 0
     assert study_cli(files[::-1], tmp_path / "study2.h5") == 0
+    from landscape.io import ResultsFile
+
+    with ResultsFile(tmp_path / "study.h5", "r") as a, ResultsFile(tmp_path / "study2.h5", "r") as b:
+        ta, tb = a.read_item("sharpness_study/table")[0], b.read_item("sharpness_study/table")[0]
+    assert {"lambda_max", "trace", "worst:box:keskar:eps=0.001"} <= set(ta["measures"])
+    assert np.array_equal(ta["tau"], tb["tau"], equal_nan=True) and np.array_equal(ta["rho"], tb["rho"], equal_nan=True)

@@ -193,3 +193,23 @@ def test_cli_bad_input_exits_nonzero(tiny_run, tmp_path, capsys, args, match):
 def test_cli_refuses_a_run_of_another_model(tiny_run, tiny_bn_run, tmp_path, capsys):
     assert surface_cli(tiny_run.path, tmp_path / "s.h5", "--directions", f"run:{tiny_bn_run.path}") == 2
     assert "another model" in capsys.readouterr().err
+
+
+# Along a unit Lanczos eigenvector (residual ≤ tol·λ) the curvature vᵀHv equals λ to
+# O(residual²/gap); the parabola fit on ±1e-3 in float64 adds O(1e-6): 1e-3 relative is safe.
+EIGEN_CURVATURE_RTOL = 1e-3
+
+
+def test_cli_surface_along_top_eigenvector_has_its_curvature(tiny_run, tmp_path):
+    from analyses.cli import main
+    from analyses.plots.surface import fitted_curvature
+
+    out = tmp_path / "s.h5"
+    assert main(["hessian", str(tiny_run.path), "--k", "2", "--tol", "1e-6", "--dtype", "float64",
+                 "--out", str(out), "--device", "cpu"]) == 0
+    assert surface_cli(tiny_run.path, out, "--dtype", "float64", "--directions", "eigen:1", "--grid", "7",
+                       "--span", "1e-3") == 0
+    lam = read(out, "hessian/step_00000030/eigen")[0]["eigenvalues"][0]
+    a, _ = read(out, "surface/step_00000030/eigen1")
+    got = fitted_curvature(a["xs"], a["loss"][0])
+    assert abs(got - lam) < EIGEN_CURVATURE_RTOL * abs(lam), f"curvature {got:.6g} vs λ₁ {lam:.6g}"
