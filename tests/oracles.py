@@ -4,12 +4,14 @@ Every factory returns a :class:`KnownSpectrum` built as M = Q diag(λ) Qᵀ with
 Haar-random orthogonal Q, in float64, so eigenvalues and eigenvectors are exact by
 construction and products are dense. ``SPECTRUM_CASES`` lists them as data (factory,
 seed, readable id) for ``pytest.mark.parametrize``; other test packages may reuse them
-(e.g. a quadratic loss whose Hessian is ``case.matrix``).
+(e.g. a quadratic loss whose Hessian is ``case.matrix``). Factories are cached: treat
+the returned tensors as read-only (clone before modifying).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -77,6 +79,7 @@ def _rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+@lru_cache(maxsize=32)
 def clustered(seed: int = 0, P: int = 200) -> KnownSpectrum:
     """Three clusters of 5 values (relative spread 1e-3) at 10, 5 and 2.5 over a bulk in [0, 1]."""
     clusters = [c * (1 + 1e-3 * np.linspace(-1, 1, 5)) for c in (10.0, 5.0, 2.5)]
@@ -84,18 +87,21 @@ def clustered(seed: int = 0, P: int = 200) -> KnownSpectrum:
     return with_spectrum(np.concatenate(clusters + [bulk]), seed, "clustered")
 
 
+@lru_cache(maxsize=32)
 def repeated(seed: int = 0, P: int = 150) -> KnownSpectrum:
     """5 three times, 3 twice, −4 twice, over a bulk in [−1, 1]: exact multiplicities."""
     bulk = _rng(seed).uniform(-1.0, 1.0, P - 7)
     return with_spectrum(np.concatenate([[5, 5, 5, 3, 3, -4, -4], bulk]), seed, "repeated")
 
 
+@lru_cache(maxsize=32)
 def indefinite(seed: int = 0, P: int = 200) -> KnownSpectrum:
     """Values spread over [−3, 8], with the largest magnitudes at both ends (−3, 8, −2.9, 7.5)."""
     inner = _rng(seed).uniform(-2.5, 7.0, P - 4)
     return with_spectrum(np.concatenate([[-3.0, -2.9, 7.5, 8.0], inner]), seed, "indefinite")
 
 
+@lru_cache(maxsize=32)
 def rank_deficient(seed: int = 0, P: int = 100, rank: int = 3) -> KnownSpectrum:
     """Rank ``rank`` (values 9, 4, 1, …, the rest exactly 0): Lanczos breaks down after ``rank`` steps."""
     lam = np.zeros(P)
@@ -103,6 +109,7 @@ def rank_deficient(seed: int = 0, P: int = 100, rank: int = 3) -> KnownSpectrum:
     return with_spectrum(lam, seed, f"rank{rank}")
 
 
+@lru_cache(maxsize=32)
 def ghost_demo(seed: int = 0, P: int = 1000) -> KnownSpectrum:
     """Hessian-like: outliers 100, 60, 35, 20, 12; five small negatives; a bulk |N(0, 0.3²)|.
 
@@ -115,6 +122,7 @@ def ghost_demo(seed: int = 0, P: int = 1000) -> KnownSpectrum:
     return with_spectrum(np.concatenate([top, neg, bulk]), seed, "ghost_demo")
 
 
+@lru_cache(maxsize=32)
 def wishart(seed: int = 0, P: int = 300, N: int = 600) -> KnownSpectrum:
     """XᵀX / N for Gaussian X (N × P): a Marchenko–Pastur bulk, eigenvalues from ``eigh``."""
     X = torch.from_numpy(_rng(seed).standard_normal((N, P)))
@@ -123,6 +131,7 @@ def wishart(seed: int = 0, P: int = 300, N: int = 600) -> KnownSpectrum:
     return KnownSpectrum("wishart", (M + M.T) / 2, lam, Q.T.contiguous())
 
 
+@lru_cache(maxsize=32)
 def small(seed: int = 0, P: int = 8) -> KnownSpectrum:
     """P = 8 with distinct values 1…8: Krylov spaces fill all of R^P."""
     return with_spectrum(np.arange(1.0, P + 1), seed, "small")
