@@ -228,11 +228,13 @@ class Loop:
         self.final_eval = dict(step=state.step, train_loss=train_loss, train_acc=train_acc,
                                test_loss=test_loss, test_acc=test_acc)
         self.postfix.update(test_acc=f"{test_acc:.3f}")
+        self.bar.set_postfix(self.postfix)
 
     def _sharpness(self, state) -> None:
         lam = self.monitor.measure(state)
         self.w.append_sharpness(state.step, lam, self.schedule(state.step))
         self.postfix.update(lam=f"{lam[0]:.3g}", two_over_lr=f"{2 / self.schedule(state.step):.3g}")
+        self.bar.set_postfix(self.postfix)
 
     def _snapshot(self, state) -> None:
         m = None if state.momentum is None else state.momentum.detach().cpu().numpy()

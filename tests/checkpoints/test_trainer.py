@@ -163,3 +163,18 @@ def test_replay_is_bitwise_on_cuda_with_deterministic_algorithms(tiny, tmp_path)
         state = run._replay(run.snapshot_state(10), 20)
         got, want = state.theta.cpu().numpy(), run.file.params(20)
         assert np.array_equal(got, want), f"max |Δθ| {np.abs(got - want).max()}"
+
+
+def test_tampered_batch_log_refuses_to_resume(tiny, tmp_path):
+    """R6: the logged batches before the resume point must equal the regenerated plan."""
+    import h5py
+
+    from landscape.errors import CheckpointCorruptError
+
+    out = tmp_path / "run.h5"
+    train(tiny(steps=20), out, progress=False)
+    with h5py.File(out, "r+") as f:
+        idx = f["steps/batch_indices"]
+        idx[5, 0] = (int(idx[5, 0]) + 1) % 96
+    with pytest.raises(CheckpointCorruptError, match="batch logged at step 5"):
+        resume(out, steps=30, progress=False)
