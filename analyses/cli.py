@@ -22,16 +22,22 @@ import sys
 from landscape.errors import LandscapeError
 
 
-def _command_modules():
+def _module_names() -> dict[str, str]:
+    """Subcommand → module name (``sharpness_study.py`` is ``sharpness-study``), without importing."""
     import analyses.commands as pkg
 
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if not info.name.startswith("_"):
-            yield importlib.import_module(f"analyses.commands.{info.name}")
+    return {info.name.replace("_", "-"): info.name for info in pkgutil.iter_modules(pkg.__path__)
+            if not info.name.startswith("_")}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser with one subparser per discovered command module."""
+def _command_modules(only: str | None = None):
+    for command, module in sorted(_module_names().items()):
+        if only is None or command == only:
+            yield importlib.import_module(f"analyses.commands.{module}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with one subparser per command module (only ``only``'s when given: fast start-up)."""
     from landscape import __version__
 
     parser = argparse.ArgumentParser(
@@ -40,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"landscape {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in _command_modules():
+    for module in _command_modules(only):
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
@@ -49,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = argv[0] if argv and argv[0] in _module_names() else None
+    parser = build_parser(only=chosen)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
