@@ -291,13 +291,14 @@ def apply_float64(A: LinearOperator, X: Tensor, *, block_size: int | None = None
     """
     rows = X.reshape(1, -1) if X.ndim == 1 else X
     step = block_size or DEFAULT_BLOCK_SIZE
-    out = torch.cat([_apply_block(A, rows[i:i + step]).to(X.device) for i in range(0, rows.shape[0], step)])
-    return out.reshape(X.shape)
+    blocks = [_apply_block(A, rows[i:i + step]) for i in range(0, rows.shape[0], step)]
+    out = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+    return out.to(X.device).reshape(X.shape)
 
 
 def _apply_block(A: LinearOperator, X: Tensor) -> Tensor:
     Y = (A.matvec(X[0]).unsqueeze(0) if X.shape[0] == 1 else A.matmat(X)).to(torch.float64)
-    if not torch.isfinite(Y).all():
+    if not bool(torch.isfinite(Y.sum())):  # one reduction; a float64 sum of finite products stays finite
         bad = int((~torch.isfinite(Y)).sum())
         raise NonFiniteError(f"the operator returned {bad} NaN/Inf entries for a finite input; check the "
                              "loss, parameters and data for non-finite values (or a diverged checkpoint)")
