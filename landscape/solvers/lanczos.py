@@ -21,9 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from scipy.linalg import eigh as scipy_eigh
 from scipy.linalg import eigh_tridiagonal
 from torch import Tensor
 
@@ -191,99 +189,3 @@ def _result(alphas: list, betas: list, V: Tensor | None, breakdown: bool, last_b
     return LanczosResult(torch.tensor(alphas, dtype=torch.float64), torch.tensor(betas, dtype=torch.float64),
                          V, len(alphas), breakdown, float(last_beta))
 
-
-class KrylovBasis:
-    """Growing orthonormal float64 basis with its Rayleigh quotient, for thick-restart Lanczos.
-
-    Holds rows V (n, P), the open vector v_{n+1} = ``V[n]`` and T = V A Vᵀ (n, n) such that
-
-        A Vᵀ = Vᵀ T + β v_{n+1} e_nᵀ + E,   ‖E e_i‖ ≤ leak_i,
-
-    where ``leak`` records couplings dropped on purpose (at a breakdown, or when
-    converged vectors are locked and a fresh random direction replaces v_{n+1}).
-    Each new column of T is the full projection c = V A v_n of two Gram–Schmidt
-    passes, so after a thick restart (Wu & Simon 2000) the "arrow" couplings of
-    the kept Ritz vectors appear in T without special cases. A Ritz pair (θ, Vᵀu)
-    of T then has residual ‖A y − θ y‖ ≤ |β u_n| + Σ_i leak_i |u_i| (up to rounding).
-    """
-
-    def __init__(self, op: LinearOperator, capacity: int, device: torch.device, seed: Seed,
-                 breakdown_rtol: float = BREAKDOWN_RTOL):
-        from landscape.solvers.sampling import make_generator
-
-        self.op, self.capacity, self.breakdown_rtol = op, capacity, breakdown_rtol
-        self.V = torch.zeros(capacity + 1, op.dim, dtype=torch.float64, device=device)
-        self.T = torch.zeros(capacity, capacity, dtype=torch.float64)
-        self.leak = torch.zeros(capacity, dtype=torch.float64)
-        self.size, self.beta, self.has_open = 0, 0.0, False
-        self.num_matvecs, self.scale = 0, 0.0
-        self.generator = make_generator(seed)
-
-    @property
-    def complete(self) -> bool:
-        """The basis spans R^P (or an invariant space with no room to grow): Ritz pairs are exact."""
-        return not self.has_open
-
-    def open(self, q: Tensor) -> bool:
-        """Make ``q``, orthogonalized against the basis, the open vector; False if nothing is left."""
-        for _ in range(3):  # a second try only if q lay (numerically) inside the basis
-            w, _ = gram_schmidt(self.V[: self.size], q.to(self.V.device, torch.float64))
-            norm = float(torch.linalg.norm(w))
-            if self.size < self.op.dim and norm > 1e-8 * float(torch.linalg.norm(q)):
-                self.V[self.size], self.has_open = w / norm, True
-                return True
-            q = self._random()
-        self.has_open = False
-        return False
-
-    def _random(self) -> Tensor:
-        return random_unit_vector(self.op.dim, seed=self.generator, device=self.V.device)
-
-    def expand(self, target: int, budget: int) -> None:
-        """Lanczos steps until the basis has ``target`` vectors or ``budget`` matvecs are spent."""
-        while self.size < min(target, self.capacity) and self.has_open and self.num_matvecs < budget:
-            self.step()
-
-    def step(self) -> None:
-        """Apply A to the open vector, add it to the basis and open the next one."""
-        j = self.size
-        w, c = gram_schmidt(self.V[: j + 1], apply_float64(self.op, self.V[j]))
-        self.num_matvecs += 1
-        c = c.cpu()
-        self.T[j, : j + 1], self.T[: j + 1, j] = c, c
-        beta = float(torch.linalg.norm(w))
-        self.size, self.scale = j + 1, max(self.scale, abs(float(c[j])), beta)
-        if beta > self.breakdown_rtol * self.scale and self.size < self.op.dim:
-            self.V[self.size], self.beta, self.has_open = w / beta, beta, True
-        else:  # invariant subspace: drop β (≤ tolerance), go on with a fresh direction
-            self.leak[j] += beta
-            self.beta = 0.0
-            self.open(self._random())
-
-    def ritz(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Ritz values θ (n,) ascending, vectors U (n, n) of T, and residual bounds (n,)."""
-        n = self.size
-        theta, U = map(torch.from_numpy, scipy_eigh(self.T[:n, :n].numpy(), driver="evd"))
-        self.scale = max(self.scale, float(theta.abs().max()))
-        bounds = self.beta * U[n - 1].abs() + self.leak[:n] @ U.abs()
-        return theta, U, bounds
-
-    def restart(self, U: Tensor, theta: Tensor, lock: bool = False) -> None:
-        """Keep the Ritz vectors Vᵀ U (columns of ``U``) with values ``theta``.
-
-        The open vector stays (its couplings β U[n−1] to the kept vectors reappear in T
-        at the next step), unless ``lock``: then those couplings go into ``leak`` and a
-        random direction orthogonal to the kept vectors is opened instead.
-        """
-        n, l = self.size, U.shape[1]
-        s = self.beta * U[n - 1].abs()
-        leak = self.leak[:n] @ U.abs() + (s if lock else 0.0)
-        self.V[:l] = U.T.to(self.V.device) @ self.V[:n]
-        self.T.zero_()
-        self.leak.zero_()
-        self.T[:l, :l], self.leak[:l], self.size = torch.diag(theta), leak, l
-        if lock or not self.has_open:
-            self.beta = 0.0
-            self.open(self._random())
-        else:
-            self.V[l] = self.V[n]

@@ -9,7 +9,7 @@ from landscape.errors import InputError, NonFiniteError, NotSymmetricError
 from landscape.operators import CountingOperator, DenseOperator
 from landscape.solvers.eigsh import eigsh
 from oracles import (SPECTRUM_CASES, build, diff_report, explicit_residuals, ghost_demo, indefinite, rank_deficient,
-                     repeated, small, wishart)
+                     repeated, small, wishart, with_spectrum)
 
 TOL = 1e-9
 # |λ_ritz − λ| ≤ ‖Av − λv‖ ≤ TOL·‖A‖ for a symmetric A (Bauer–Fike / Weyl); ×10 for the
@@ -179,3 +179,38 @@ def test_bad_input_gives_the_right_error():
         eigsh(torch.triu(torch.ones(8, 8, dtype=torch.float64)), k=2)
     with pytest.raises(NonFiniteError):
         eigsh(lambda v: torch.full_like(v, float("nan")), k=2, dim=8)
+
+
+def test_the_probe_finds_an_eigenvector_the_start_vector_cannot_see():
+    """A start vector orthogonal to the top eigenvector: plain Lanczos converges to λ₂ and stops.
+
+    The verification cycle (a fresh random direction orthogonal to the converged vectors)
+    finds λ₁; without it the wrong answer comes back with a perfectly good residual.
+    """
+    bulk = np.random.default_rng(0).uniform(0.0, 0.5, 198)
+    case = with_spectrum(np.concatenate([[1.001, 1.0], bulk]), seed=0, name="blind_spot")
+    q_top = case.eigenvectors[-1]
+    v0 = torch.randn(case.P, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    v0 = v0 - (v0 @ q_top) * q_top
+    blind = eigsh(case.matrix, k=1, which="LA", tol=TOL, v0=v0, verify=False)
+    assert abs(float(blind.eigenvalues[0]) - 1.0) <= 1e-6, "expected the blind run to stop at λ₂ = 1"
+    checked = eigsh(case.matrix, k=1, which="LA", tol=TOL, v0=v0)
+    assert checked.converged and abs(float(checked.eigenvalues[0]) - 1.001) <= EIG_ATOL_PER_NORM, \
+        f"verification missed λ₁ = 1.001: got {checked.eigenvalues.tolist()}"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("basis_device", [None, "cpu"])
+def test_cuda_operator_with_basis_on_the_device_or_the_host(basis_device):
+    from landscape.solvers import lanczos, spectral_density, trace
+
+    case = ghost_demo(seed=0)
+    A = DenseOperator(case.matrix.to("cuda", torch.float32))
+    res = eigsh(A, k=5, which="BE", tol=FLOAT32_TOL, basis_device=basis_device)
+    assert res.eigenvectors.device.type == "cuda" and res.eigenvectors.dtype == torch.float32
+    check_against_oracle(case, res, 5, "BE", tol=FLOAT32_TOL)
+    run = lanczos(A, 30, basis_device=basis_device)
+    assert run.basis.device.type == ("cpu" if basis_device else "cuda") and torch.isfinite(run.alphas).all()
+    assert spectral_density(A, num_probes=2, num_iters=20, basis_device=basis_device).nodes.shape == (2, 20)
+    est = trace(A, 60, seed=0)
+    assert abs(est.value - float(case.eigenvalues.sum())) <= 5 * est.stderr + 1e-3 * case.norm
