@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analyses.plots import MissingData, all_figures
-from analyses.plots.style import save
+import matplotlib.pyplot as plt
+
+from analyses.plots.style import RC, save
 from landscape.errors import InputError
 from landscape.io import ResultsFile, RunFile, file_kind
 
@@ -53,7 +55,8 @@ def render_figures(results, run, out_dir: str | Path, *, only: Sequence[str] | N
         if only and name not in only:
             continue
         try:
-            parts = spec.draw(results, run)
+            with plt.rc_context(RC):   # titles and legends added after figure() get the paper style too
+                parts = spec.draw(results, run)
         except MissingData as why:
             log(f"skipped figure {name}: {why}")
             continue

@@ -43,6 +43,8 @@ _EXPORTS = {
     "trace": "landscape.solvers",
     "TraceEstimate": "landscape.solvers",
     "power_iteration": "landscape.solvers",
+    # directions in parameter space
+    "directions": "landscape.directions",
     # parameters, models, data
     "ParamSpec": "landscape.params",
     "build_model": "landscape.models",
@@ -57,7 +59,8 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
+        module = import_module(_EXPORTS[name])
+        return module if module.__name__.endswith("." + name) else getattr(module, name)
     raise AttributeError(f"module 'landscape' has no attribute {name!r}")
 
 
