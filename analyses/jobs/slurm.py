@@ -240,6 +240,14 @@ def _wait(jobs) -> list[str]:
     for job in jobs:
         try:
             job.result()
-        except Exception as err:  # submitit re-raises the task's error with its log
-            failures.append(f"job {job.job_id}: {str(err).strip().splitlines()[-1][:200]}")
+        except Exception as err:  # submitit re-raises the task's error with its traceback and log paths
+            failures.append(f"job {job.job_id}: {_reason(err)}")
     return failures
+
+
+def _reason(err: Exception) -> str:
+    """The task's own error line and its stderr log, out of submitit's long failure message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    cause = next((line for line in reversed(lines) if "Error:" in line), lines[0] if lines else repr(err))
+    log = next((line.lstrip("- ") for line in lines if line.endswith("_log.err")), "")
+    return cause[:300] + (f" (log: {log})" if log else "")
