@@ -115,7 +115,7 @@ def eigsh(A, k: int = 6, which: str = "LA", tol: float = 1e-6, *, max_matvecs: i
 
     Example:
         >>> import torch
-        >>> res = eigsh(torch.diag(torch.arange(1.0, 41.0)), k=2, which="BE", tol=1e-10)
+        >>> res = eigsh(torch.diag(torch.arange(1.0, 41.0, dtype=torch.float64)), k=2, which="BE", tol=1e-10)
         >>> [round(float(x), 8) for x in res.eigenvalues], res.converged
         ([1.0, 40.0], True)
     """

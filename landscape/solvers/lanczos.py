@@ -106,7 +106,7 @@ def lanczos(A, num_iters: int, *, v0: Tensor | None = None, seed: Seed = 0, reor
 
     Example:
         >>> import torch
-        >>> res = lanczos(torch.diag(torch.arange(1.0, 6.0)), 5)
+        >>> res = lanczos(torch.diag(torch.arange(1.0, 6.0, dtype=torch.float64)), 5)
         >>> [round(float(x), 10) for x in res.ritz_values()]
         [1.0, 2.0, 3.0, 4.0, 5.0]
     """

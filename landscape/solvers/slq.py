@@ -120,7 +120,8 @@ def spectral_density(A, num_probes: int = 10, num_iters: int = 100, *, seed: See
 
     Example:
         >>> import torch
-        >>> dens = spectral_density(torch.diag(torch.arange(1.0, 11.0)), num_probes=4, num_iters=10)
+        >>> A = torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64))
+        >>> dens = spectral_density(A, num_probes=4, num_iters=10)
         >>> round(float(dens.moments(1).mean()), 8)   # vᵀAv with unit Rademacher v: tr(A)/P
         5.5
     """
