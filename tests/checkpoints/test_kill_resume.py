@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import TINY, assert_runs_equal, cli_args, train_subprocess
+from trainer_helpers import TINY, assert_runs_equal, cli_args, train_subprocess
 
 from checkpoints import TrainConfig, resume, train
 from checkpoints.train import PAUSE_ENV

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import cli_args
+from trainer_helpers import cli_args
 from data_utils import make_cifar_batches, write_cifar_dir
 
 from analyses.cli import main

@@ -5,7 +5,7 @@ import errno
 import numpy as np
 import pytest
 import torch
-from conftest import assert_runs_equal, run_arrays
+from trainer_helpers import assert_runs_equal, run_arrays
 
 from checkpoints import open_run, resume, train
 from checkpoints.batches import SGDPlan
@@ -17,7 +17,7 @@ from landscape.io import RunFile
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory):
     """One tiny run with snapshots every 10 steps plus step 17, shared by the read-only tests."""
-    from conftest import TINY
+    from trainer_helpers import TINY
 
     from checkpoints import TrainConfig
 
