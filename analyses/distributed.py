@@ -93,9 +93,17 @@ def init_from_env(device: str) -> DistContext:
     return DistContext(rank, world, local, backend, device)
 
 
-def shutdown(ctx: DistContext) -> None:
-    """Leave the process group (a no-op for a single process)."""
+def shutdown(ctx: DistContext, *, ok: bool = True) -> None:
+    """Leave the process group (a no-op for a single process).
+
+    After a successful run (``ok``) every rank first waits at a barrier, so no rank
+    tears down its connections while another still uses them (gloo aborts then). After
+    an error there is no barrier: the other ranks may be inside another collective, and
+    torchrun stops them when this one exits.
+    """
     if ctx.distributed and dist.is_initialized():
+        if ok:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -105,11 +105,14 @@ def run(args) -> int:
     """Compute the missing items; under torchrun, as one rank of the data-parallel group."""
     cfg = job_config(args)
     ctx = init_from_env(check_device(args.device))
+    ok = False
     try:
         with open_inputs(args, device=ctx.device) as inp:
-            return _run(args, cfg, ctx, inp)
+            rc = _run(args, cfg, ctx, inp)
+        ok = True
+        return rc
     finally:
-        shutdown(ctx)
+        shutdown(ctx, ok=ok)
 
 
 def _run(args, cfg, ctx, inp) -> int:

@@ -147,3 +147,18 @@ def test_two_gloo_processes_match_one(tiny_run, tmp_path):
                 diff = np.abs(x["hessian"] - y["hessian"]).max()
                 assert diff <= DIST_DENSE_ATOL, f"{key}: dense Hessians differ by {diff:.3g}"
         assert b.read_item("hessian/step_00000030/eigen")[1]["warm_start_step"] == 20
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs 2 GPUs for NCCL")
+def test_two_nccl_processes_match_one(tiny_run, tmp_path):
+    """torchrun --nproc-per-node 2 with --device cuda: NCCL all-reduce, same eigenvalues as 1 process."""
+    common = [str(tiny_run.path), "--steps", "last", "--k", "3", "--tol", "1e-10", "--dtype", "float64",
+              "--device", "cuda", "--subset", "128"]
+    for name, nproc in (("one", 1), ("two", 2)):
+        done = _cli([*common, "--out", str(tmp_path / f"{name}.h5")], nproc)
+        assert done.returncode == 0, done.stderr[-3000:]
+    with ResultsFile(tmp_path / "one.h5", "r") as a, ResultsFile(tmp_path / "two.h5", "r") as b:
+        x = a.read_item("hessian/step_00000030/eigen")[0]["eigenvalues"]
+        y = b.read_item("hessian/step_00000030/eigen")[0]["eigenvalues"]
+    assert (np.abs(x - y) / np.abs(x)).max() <= DIST_EIG_RTOL, (x, y)

@@ -251,8 +251,8 @@ def test_sigkill_mid_job_then_rerun_completes_without_recomputing(tiny_run, tmp_
     import time
 
     out = tmp_path / "res.h5"
-    args = ["--steps", "20,30", "--k", "2", "--dense", "--dense-block", "8", "--dtype", "float64",
-            "--subset", "200", "--batch-size", "8", "--device", "cpu"]
+    args = ["--steps", "20,30", "--k", "2", "--dense", "--dense-block", "16", "--dtype", "float64",
+            "--subset", "120", "--batch-size", "8", "--device", "cpu"]
     cmd = [sys.executable, "-m", "landscape", "hessian", str(tiny_run.path), "--out", str(out), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -280,3 +280,15 @@ def test_sigkill_mid_job_then_rerun_completes_without_recomputing(tiny_run, tmp_
     assert hessian(tiny_run.path, ref, "--steps", "30", "--k", "0", *args[4:]) == 0   # uninterrupted
     with ResultsFile(ref, "r") as r:
         assert np.array_equal(dense["hessian"], r.read_item(key)[0]["hessian"])
+
+
+@pytest.mark.gpu
+def test_cuda_eigenvalues_match_the_cpu(tiny_run, tmp_path):
+    """The same job on the GPU: float64 products differ by rounding only."""
+    args = ["--steps", "last", "--k", "3", "--tol", "1e-10", "--dtype", "float64", "--subset", "64"]
+    assert hessian(tiny_run.path, tmp_path / "cpu.h5", *args, "--device", "cpu") == 0
+    assert hessian(tiny_run.path, tmp_path / "gpu.h5", *args, "--device", "cuda") == 0
+    with ResultsFile(tmp_path / "cpu.h5", "r") as a, ResultsFile(tmp_path / "gpu.h5", "r") as b:
+        x = a.read_item("hessian/step_00000030/eigen")[0]["eigenvalues"]
+        y = b.read_item("hessian/step_00000030/eigen")[0]["eigenvalues"]
+    assert np.abs(x - y).max() <= EIG_VS_DENSE_RTOL * np.abs(x).max(), (x, y)
