@@ -35,12 +35,19 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "" 
 
+# Peers for the side-by-side benchmarks: PyHessian and hessian-eigenthings from the `bench`
+# extra; curvlinops with --no-deps (its backpack-for-pytorch dependency pulls torchvision, which
+# would replace a CPU torch with a CUDA one). The last line shows torch was left alone.
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) -m pip install -q --no-deps curvlinops-for-pytorch einops einconv opt-einsum linear_operator jaxtyping backpack-for-pytorch unfoldNd
+	$(PY) -c "import torch; print('torch', torch.__version__)"
 	$(PY) bench/run.py
 
 bench-quick: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) -m pip install -q --no-deps curvlinops-for-pytorch einops einconv opt-einsum linear_operator jaxtyping backpack-for-pytorch unfoldNd
+	$(PY) -c "import torch; print('torch', torch.__version__)"
 	$(PY) bench/run.py --quick
 
 clean:

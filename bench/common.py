@@ -137,6 +137,7 @@ def add_common_args(parser) -> None:
     parser.add_argument("--tiny", action="store_true", help="smallest problem: a smoke test of the code path")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None, help="write the results here as JSON")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: min(2, cores))")
 
 
 def setup_torch(device: str, threads: int | None = None) -> torch.device:

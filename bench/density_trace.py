@@ -161,7 +161,7 @@ def _pyhessian_density(problem, n_v: int, m: int) -> dict:
 
 
 def run(args) -> dict:
-    device, size = setup_torch(args.device), size_of(args)
+    device, size = setup_torch(args.device, args.threads), size_of(args)
     problem = build_problem(**PROBLEMS[size], device=device)
     start = time.perf_counter()
     eigenvalues = exact_spectrum(problem)

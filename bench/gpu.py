@@ -144,7 +144,7 @@ def dense_section(cfg: GpuConfig, device) -> dict:
 
 
 def run(args) -> dict:
-    device = setup_torch(args.device)
+    device = setup_torch(args.device, args.threads)
     cfg = TINY if args.tiny else GpuConfig()
     if args.batch_size:
         cfg = replace(cfg, batch_size=args.batch_size)

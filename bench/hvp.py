@@ -97,7 +97,7 @@ def _rows(calls, timings, agree, peaks) -> list[dict]:
 
 def run(args) -> dict:
     """Measure; return the results (rows, targets, machine, problem, profile if a target is missed)."""
-    device = setup_torch(args.device)
+    device = setup_torch(args.device, args.threads)
     problem = preset_problem(args)
     V = torch.randn(K_BATCHED, problem.P, generator=torch.Generator().manual_seed(0)).to(device)
     calls = _calls(problem, V)

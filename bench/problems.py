@@ -142,7 +142,7 @@ def plain_gradient(problem: Problem) -> list[Tensor]:
 PRESETS = {
     "full": dict(model="resnet8", dataset="cifar_synthetic", N=2048, batch_size=256),
     "quick": dict(model="cnn1d", dataset="mnist1d", N=4000, batch_size=500),
-    "tiny": dict(model="cnn1d", dataset="synthetic1d", N=128, batch_size=64, train_steps=4),
+    "tiny": dict(model="cnn1d", dataset="synthetic1d", N=64, batch_size=32, channels=(8, 8, 8), train_steps=4),
 }
 
 

@@ -7,7 +7,8 @@ working memory of each (see ``common.PeakMemory``). N grows at fixed width; P gr
 the width multiplier at fixed N (P ∝ width² for convolutions). The slope of a least-squares
 line through (log size, log cost) is reported: 1 means cost ∝ size.
 
-Writes ``bench/scaling.png`` (time and memory against N and P, log-log).
+Writes ``bench/scaling.png`` (time and memory against N and P, log-log; ``--tiny`` writes to
+the temp directory instead).
 
 Usage: ``python bench/scaling.py [--quick|--tiny] [--device cpu|cuda] [--json OUT] [--plot PATH]``
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -99,7 +101,7 @@ def fits(rows: list[dict], key: str) -> dict:
 
 
 def run(args) -> dict:
-    device, size = setup_torch(args.device), size_of(args)
+    device, size = setup_torch(args.device, args.threads), size_of(args)
     base, Ns, widths = SWEEPS[size]
     repeats = 2 if size == "tiny" else 3
     by_n = sweep(base, "N", Ns, device, repeats)
@@ -107,8 +109,14 @@ def run(args) -> dict:
     result = dict(benchmark="scaling", machine=machine_info(device), base=base, repeats=repeats,
                   memory_method=PeakMemory(device).method, by_N=by_n, by_P=by_p,
                   slopes_N=fits(by_n, "N"), slopes_P=fits(by_p, "P"))
-    plot(result, Path(args.plot) if args.plot else HERE / "scaling.png")
+    result["plot"] = str(Path(args.plot) if args.plot else _default_plot(size))
+    plot(result, Path(result["plot"]))
     return result
+
+
+def _default_plot(size: str) -> Path:
+    """bench/scaling.png; a tiny run never overwrites it (it goes to the temp directory)."""
+    return Path(tempfile.gettempdir()) / "landscape_scaling_tiny.png" if size == "tiny" else HERE / "scaling.png"
 
 
 def plot(result: dict, path: Path) -> None:

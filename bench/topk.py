@@ -53,7 +53,8 @@ EIGSH_TOLS = (1e-2, 1e-3, 1e-4)  # our tolerance ladder (residual relative to â€
 PYHESSIAN_TOLS = (1e-3, 1e-4, 1e-5)  # PyHessian's default first, then tightened
 PYHESSIAN_TIGHT_MAX_ITER = 300  # per eigenvalue, for the tightened runs (default 100)
 BUDGET_PER_EIGENVALUE = 100  # HVP cap per eigenvalue for peer runs (= PyHessian's default maxIter)
-KS = {"full": (1, 10, 20), "quick": (1, 10, 20), "tiny": (1, 3)}
+TINY_BUDGET_PER_EIGENVALUE = 20  # --tiny only exercises the code paths
+KS = {"full": (1, 10, 20), "quick": (1, 10, 20), "tiny": (1, 2)}
 PROBLEMS = {"full": dict(model="cnn1d", dataset="mnist1d", N=4000, batch_size=500),
             "quick": dict(model="cnn1d", dataset="mnist1d", N=1000, batch_size=500),
             "tiny": PRESETS["tiny"]}
@@ -120,13 +121,13 @@ def _oracle_row(tool: str, setting: str, hit, steps: int) -> dict:
     return dict(tool=tool, setting=setting, hvps=hit[0], seconds=hit[1], error=None, own_rule=False)
 
 
-def pyhessian(problem, k: int, ref: np.ndarray, seed: int) -> list[dict]:
+def pyhessian(problem, k: int, ref: np.ndarray, seed: int, budget: int) -> list[dict]:
     """PyHessian at its defaults, then along the tol ladder; plus its oracle lower bound."""
     rows, run = [], None
     for i, tol in enumerate(PYHESSIAN_TOLS):
         max_iter = 100 if i == 0 else PYHESSIAN_TIGHT_MAX_ITER
         run = peers.pyhessian_eigenvalues(problem, k, tol=tol, max_iter=max_iter,
-                                          budget=BUDGET_PER_EIGENVALUE * k, seed=seed)
+                                          budget=budget * k, seed=seed)
         err = max_rel_error(run.eigenvalues, ref)
         rows.append(dict(tool="PyHessian", setting=f"eigenvalues(top_n={k}, tol={tol:g}, maxIter={max_iter})",
                          hvps=run.num_hvps, seconds=run.seconds, error=err, own_rule=True, note=run.note,
@@ -153,7 +154,7 @@ def _pyhessian_oracle(run: peers.SolverRun, ref: np.ndarray) -> dict:
                 note="seconds = HVPs Ã— its measured s/HVP")
 
 
-def eigenthings(problem, k: int, ref: np.ndarray, seed: int) -> list[dict]:
+def eigenthings(problem, k: int, ref: np.ndarray, seed: int, budget: int) -> list[dict]:
     """hessian-eigenthings: lanczos at its default, its tridiagonal oracle, deflated power."""
     run = peers.eigenthings_lanczos(problem, k, seed=seed)
     rows = [dict(tool="eigenthings", setting=f"lanczos(k={k}) default max_iter={run.num_hvps}", hvps=run.num_hvps,
@@ -161,7 +162,7 @@ def eigenthings(problem, k: int, ref: np.ndarray, seed: int) -> list[dict]:
     alphas, betas, times = peers.eigenthings_tridiagonal(problem, prefix_steps(k, problem.P), seed=seed)
     rows.append(_oracle_row("eigenthings", "lanczos_tridiagonal (reorth.), oracle stop",
                             first_hit(alphas, betas, times, ref), len(times)))
-    run = peers.eigenthings_power(problem, k, budget=BUDGET_PER_EIGENVALUE * k, seed=seed)
+    run = peers.eigenthings_power(problem, k, budget=budget * k, seed=seed)
     rows.append(dict(tool="eigenthings", setting=f"deflated_power_iteration(k={k}) defaults", hvps=run.num_hvps,
                      seconds=run.seconds, error=max_rel_error(run.eigenvalues, ref), own_rule=True, note=run.note,
                      capped=run.eigenvalues is None))
@@ -170,12 +171,13 @@ def eigenthings(problem, k: int, ref: np.ndarray, seed: int) -> list[dict]:
 
 def run(args) -> dict:
     """Measure every k; return rows per k, the reference and the summary against the targets."""
-    device, size = setup_torch(args.device), size_of(args)
+    device, size = setup_torch(args.device, args.threads), size_of(args)
     ks = tuple(int(k) for k in args.ks.split(",")) if args.ks else KS[size]
     problem = build_problem(**PROBLEMS[size], device=device)
     objective = problem.objective()
     H = objective.hessian(objective.theta)
     ref = reference(H, max(ks), args.seed)
+    budget = TINY_BUDGET_PER_EIGENVALUE if size == "tiny" else BUDGET_PER_EIGENVALUE
     log(f"reference: {ref['hvps']} HVPs, {ref['seconds']:.1f} s")
     per_k = {}
     for k in ks:
@@ -183,10 +185,10 @@ def run(args) -> dict:
         rows = ours(H, k, target, args.seed)
         log(f"top-{k}: ours done")
         if peers.available("pyhessian"):
-            rows += pyhessian(problem, k, target, args.seed)
+            rows += pyhessian(problem, k, target, args.seed, budget)
             log(f"top-{k}: PyHessian done")
         if peers.available("eigenthings"):
-            rows += eigenthings(problem, k, target, args.seed)
+            rows += eigenthings(problem, k, target, args.seed, budget)
             log(f"top-{k}: hessian-eigenthings done")
         per_k[k] = rows
     result = dict(benchmark="topk", machine=machine_info(device), problem=problem.describe(), config=problem.config,
