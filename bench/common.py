@@ -44,6 +44,7 @@ import torch
 RSS_SAMPLE_S = 0.002  # CPU RSS sampling period (s): short next to any timed call here (≥ 10 ms)
 MMAP_THRESHOLD = 64 * 1024  # bytes: glibc allocations at least this big are mmapped (see PeakMemory)
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter number (malloc.h)
+CPU_THREADS = 1  # default intra-op threads on CPU (see setup_torch)
 BENCH_DATE = "2026-11-22"  # the date the figures in RESULTS.md were measured
 PEERS = ("pyhessian", "hessian-eigenthings", "curvlinops-for-pytorch", "backpack-for-pytorch")
 
@@ -137,12 +138,18 @@ def add_common_args(parser) -> None:
     parser.add_argument("--tiny", action="store_true", help="smallest problem: a smoke test of the code path")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None, help="write the results here as JSON")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: min(2, cores))")
+    parser.add_argument("--threads", type=int, default=None, help=f"torch intra-op threads (default on CPU: {CPU_THREADS})")
 
 
 def setup_torch(device: str, threads: int | None = None) -> torch.device:
-    """Threads, and full float32 precision on GPU (TF32 off: accuracy figures must not depend on it)."""
-    torch.set_num_threads(threads or min(2, os.cpu_count() or 1))
+    """Threads, and full float32 precision on GPU (TF32 off: accuracy figures must not depend on it).
+
+    CPU default: ``CPU_THREADS`` intra-op thread. On the shared 2-core machine, two threads
+    made the same call take 1.3 s or 11 s depending on what else ran (OpenMP threads waiting
+    for a core), while one thread kept the spread within ~15 % (RESULTS.md, "Method").
+    """
+    if threads or torch.device(device).type == "cpu":
+        torch.set_num_threads(threads or CPU_THREADS)
     if torch.device(device).type == "cuda":
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False

@@ -5,7 +5,8 @@
 ``--quick`` fits a few minutes per benchmark on a 2-core CPU; ``--tiny`` is a smoke test of
 the code paths (seconds; its figures mean nothing). ``--only hvp,topk`` picks benchmarks.
 Each benchmark runs as a subprocess (so a memory setting or a crash in one cannot touch
-another) and prints Markdown; ours also write JSON, gathered into ``--json``.
+another) with ``OMP_NUM_THREADS=--threads`` (default 1: stable times on a shared machine, see
+``common.setup_torch``) and prints Markdown; ours also write JSON, gathered into ``--json``.
 
 Benchmarks: ours (``hvp``, ``topk``, ``density_trace``, ``scaling``, ``gpu`` — the last only
 on a CUDA device, or with ``--tiny --device cpu``) and, when their files exist, those of the
@@ -65,7 +66,7 @@ def command(name: str, args, json_path: Path) -> list[str] | None:
         flags = ["--tiny"] if args.tiny else ["--quick"] if args.quick else []
         if name == "gpu" and not args.device.startswith("cuda"):
             flags += ["--no-compile"]
-        return cmd + flags + ["--device", args.device, "--json", str(json_path)]
+        return cmd + flags + ["--device", args.device, "--threads", str(args.threads), "--json", str(json_path)]
     extra = ["--device", args.device] if name in TAKES_DEVICE else []
     return cmd + OTHERS[name][_size_index(args)] + extra
 
@@ -77,15 +78,26 @@ def run_one(name: str, args, workdir: Path) -> dict:
     if cmd is None:
         return dict(name=name, skipped="no CUDA device: GPU figures not measured", command=None)
     print(f"== {name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
-    start = time.perf_counter()
+    threads = str(args.threads)
+    load_before, start = os.getloadavg(), time.perf_counter()
     done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=HERE.parent,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    out = dict(name=name, command=" ".join(["python", *[str(Path(c).relative_to(HERE.parent))
-                                                         if c.startswith(str(HERE)) else c for c in cmd[1:]]]),
-               returncode=done.returncode, seconds=time.perf_counter() - start, markdown=done.stdout)
+                          env=dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads))
+    out = dict(name=name, command=_shown(cmd),
+               returncode=done.returncode, seconds=time.perf_counter() - start, markdown=done.stdout,
+               load_before=[round(x, 2) for x in load_before], load_after=[round(x, 2) for x in os.getloadavg()],
+               threads=args.threads)
     if json_path.exists():
         out["results"] = json.loads(json_path.read_text())
     return out
+
+
+def _shown(cmd: list[str]) -> str:
+    """The command as a user would type it: repo-relative script, no temporary --json path."""
+    if "--json" in cmd:
+        i = cmd.index("--json")
+        cmd = cmd[:i] + cmd[i + 2:]
+    return " ".join(["python", *[str(Path(c).relative_to(HERE.parent)) if c.startswith(str(HERE)) else c
+                                 for c in cmd[1:]]])
 
 
 def markdown(results: list[dict]) -> str:
@@ -97,7 +109,9 @@ def markdown(results: list[dict]) -> str:
             parts.append(f"Not run: {r['skipped']}.\n")
             continue
         status = "" if r["returncode"] == 0 else f" — FAILED (exit status {r['returncode']})"
-        parts.append(f"Command: `{r['command']}` ({r['seconds']:.0f} s){status}\n\n{r['markdown'].strip()}\n")
+        parts.append(f"Command: `{r['command']}` (OMP_NUM_THREADS={r['threads']}; {r['seconds']:.0f} s; load average "
+                     f"1/5/15 min before {r['load_before']}, after {r['load_after']}){status}\n\n"
+                     f"{r['markdown'].strip()}\n")
     return "\n".join(parts)
 
 
@@ -108,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--tiny", action="store_true", help="smoke test of every code path")
     parser.add_argument("--only", default=None, help="comma-separated benchmark names")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads of every benchmark (default 1)")
     parser.add_argument("--json", default=None, help="write every result here")
     parser.add_argument("--markdown", default=None, help="write the combined Markdown here")
     args = parser.parse_args(argv)
