@@ -7,7 +7,8 @@ Each stage is one ``landscape`` subcommand, run exactly as a user would type it
 at several checkpoints; line searches along eigenvectors with minibatch curves, fits,
 a dense zoom and the quadratic-independence check; spectrum evolution; the trajectory
 in the eigenbasis; sharpness probes on both runs; per-example gradient projections;
-a 2-D loss surface with the trajectory; then every figure and the HTML report.
+a 2-D loss surface with the trajectory; then every figure and the HTML report (`landscape report`, which draws
+the figures into DIR/figures exactly as `landscape plot` does).
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ class DemoConfig:
     density: tuple = (3, 40)   # probes, Lanczos iterations
     trace_matvecs: int = 30
     surface_grid: int = 15
+    zoom_points: int = 201     # dense zoom around the minimum, in float32 and float64
     seed: int = 0
 
 
 QUICK = DemoConfig(epochs=2, milestones="31,46", save_every=4, eval_every=8, sharpness_every=16,
                    sharpness_subset=200, hessian_steps="every:4", density_steps="every:8", hessian_subset=300,
-                   k=3, density=(2, 20), trace_matvecs=12, surface_grid=5)
+                   k=3, density=(2, 20), trace_matvecs=12, surface_grid=5, zoom_points=51)
 
 
 def stages(out: Path, c: DemoConfig, device: str | None) -> list[tuple[str, list[str]]]:
@@ -72,7 +74,7 @@ def stages(out: Path, c: DemoConfig, device: str | None) -> list[tuple[str, list
          "--subset", str(c.hessian_subset), "--k", "0", "--density", *map(str, c.density), "--out", res, *dev]),
         ("line searches along eigenvectors", ["linesearch", r, "--steps", "last", "--eigen", res, "--out", res,
          "--directions", f"top:{min(4, c.k)}", "--t-max", "1", "--num-t", "31", "--minibatch-size", "250",
-         "--zoom", "1", "--zoom-points", "1001", "--zoom-float64", "--random-directions", "3", *dev]),
+         "--zoom", "1", "--zoom-points", str(c.zoom_points), "--zoom-float64", "--random-directions", "3", *dev]),
         ("spectrum evolution", ["evolution", res]),
         ("trajectory in the eigenbasis", ["trajectory", r, "--out", res, "--ref-step", "last", *dev]),
         ("sharpness probes (main run)", ["sharpness", r, "--steps", "last", "--out", res,
@@ -82,8 +84,9 @@ def stages(out: Path, c: DemoConfig, device: str | None) -> list[tuple[str, list
         ("per-example gradient projections", ["gradproj", r, "--steps", "last", "--eigen", res, "--out", res, *dev]),
         ("2-D loss surface with the trajectory", ["surface", r, "--steps", "last", "--out", res,
          "--grid", str(c.surface_grid), *dev]),
-        ("figures", ["plot", res, r, "--out", str(out / "figures")]),
-        ("HTML report", ["report", r, res, "--out", str(out), "--overwrite",
+        # The report draws every figure (PDF + PNG) into DIR/figures with the same code as
+        # `landscape plot`, so the figures are not drawn twice.
+        ("figures and the HTML report", ["report", r, res, "--out", str(out), "--overwrite",
                          "--title", "Landscape demo: a 1D CNN on MNIST-1D"]),
     ]
 
