@@ -82,8 +82,10 @@ def stages(out: Path, c: DemoConfig, device: str | None) -> list[tuple[str, list
         ("sharpness probes (sibling run)", ["sharpness", s, "--steps", "last", "--out", sres,
          "--directions", "10", "--kinds", "gaussian,filter", "--trace-matvecs", "30", *dev]),
         ("per-example gradient projections", ["gradproj", r, "--steps", "last", "--eigen", res, "--out", res, *dev]),
+        # x: the segment from the final θ (x = 0) to the initial θ_0 (x = 1); y: a filter-normalized
+        # random direction (Li et al. 2018) — the whole trajectory projects onto this plane.
         ("2-D loss surface with the trajectory", ["surface", r, "--steps", "last", "--out", res,
-         "--grid", str(c.surface_grid), *dev]),
+         "--directions", "step:0,filter", "--span=-0.25:1.25,1", "--grid", str(c.surface_grid), *dev]),
         # The report draws every figure (PDF + PNG) into DIR/figures with the same code as
         # `landscape plot`, so the figures are not drawn twice.
         ("figures and the HTML report", ["report", r, res, "--out", str(out), "--overwrite",
