@@ -60,6 +60,9 @@ def render_figures(results, run, out_dir: str | Path, *, only: Sequence[str] | N
         except MissingData as why:
             log(f"skipped figure {name}: {why}")
             continue
+        except Exception as err:  # a figure must never take the report down with it
+            log(f"skipped figure {name}: could not draw it from the stored data ({type(err).__name__}: {err})")
+            continue
         for suffix, fig in parts:
             stem = f"{name}_{suffix}" if suffix else name
             pdf, png = save(fig, out_dir, stem)
