@@ -128,7 +128,7 @@ def profile_top_ops(fn: Callable[[], Any], device: torch.device | str = "cpu", r
     with profile(activities=activities) as prof:
         fn()
         sync(device)
-    key = "self_cuda_time_total" if torch.device(device).type == "cuda" else "self_cpu_time_total"
+    key = "self_device_time_total" if torch.device(device).type == "cuda" else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=rows)
 
 

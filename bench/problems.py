@@ -114,14 +114,14 @@ def build_problem(model: str, *, dataset: str = "cifar_synthetic", N: int = 2048
         raise InputError(f"N = {N} must be a multiple of batch_size = {batch_size} (equal batches for every tool)")
     device = torch.device(device)
     x, y = _data(dataset, N, seed)
-    net = build_model(model, seed=seed, **model_kwargs)
-    problem = Problem(model, net, x, y, batch_size, torch.device("cpu"),
+    net = build_model(model, seed=seed, **model_kwargs).to(device)
+    problem = Problem(model, net, x.to(device), y.to(device), batch_size, device,
                       dict(model=model, model_kwargs=model_kwargs, dataset=dataset, N=N, batch_size=batch_size,
                            seed=seed, train_steps=train_steps))
     _train(net, problem.batches, train_steps)
     _exact_bn_statistics(net, problem.batches)
     net.eval()
-    return Problem(model, net.to(device), x.to(device), y.to(device), batch_size, device, problem.config)
+    return problem
 
 
 def plain_gradient(problem: Problem) -> list[Tensor]:

@@ -42,7 +42,12 @@ from landscape.errors import InputError, LandscapeError
 from landscape.params import ParamSpec
 
 HVP_METHODS = C.HVP_METHODS
-LOSSES_AT_CHUNK = 16  # default θ rows per vmapped forward in losses_at: m copies of activations
+# Default θ rows per vmapped forward in losses_at (memory: m copies of the activations). On the
+# CPU, vmapping a forward over parameter vectors turns convolutions into grouped ones and linear
+# layers into bmm, which measured 1.5–3.4× slower per point than plain forwards (cnn1d, ResNet-8,
+# MLP; bench/linesearch_cost.py --chunk), so there the default is one row at a time.
+LOSSES_AT_CHUNK = 16
+LOSSES_AT_CHUNK_CPU = 1
 GRAD_NORM_BUDGET = 2**24  # entries of the (chunk, P) per-example gradient block (64 MiB in float32)
 
 
@@ -181,10 +186,11 @@ class Objective:
         """L and accuracy at each row of ``thetas (m, P)``: ``(m,)``, ``(m,)``.
 
         One forward per (θ, batch), vmapped over chunks of ``chunk_size`` rows (default
-        ``vmap_chunk`` or 16) so memory stays bounded; the data are read once.
+        ``vmap_chunk``, else 16 on a GPU and 1 — plain forwards — on the CPU, where vmapping
+        over parameters is slower) so memory stays bounded; the data are read once.
         """
         T = C.check_thetas(thetas, self.spec, self.device, self.dtype)
-        chunk = chunk_size or self.vmap_chunk or LOSSES_AT_CHUNK
+        chunk = chunk_size or self._rows_chunk()
 
         def part(x: Tensor, y: Tensor) -> Tensor:
             return K.loss_and_correct_at(lambda t: self._f(t, x), lambda z: self._loss_fn(z, y),
@@ -202,7 +208,7 @@ class Objective:
         line searches aggregate these into any set of minibatch curves at no extra cost.
         """
         T = C.check_thetas(thetas, self.spec, self.device, self.dtype)
-        chunk = chunk_size or self.vmap_chunk or LOSSES_AT_CHUNK
+        chunk = chunk_size or self._rows_chunk()
 
         def one(th: Tensor, x: Tensor, y: Tensor) -> Tensor:
             z = self._f(th, x)
@@ -212,6 +218,12 @@ class Objective:
             parts = [K.map_rows(lambda th: one(th, x, y), T, chunk) for x, y in self._batches]
             out = torch.cat(parts, dim=-1)   # (m, 2, N); not checked: far grid points may overflow
         return self._out(out[:, 0], thetas), self._out(out[:, 1], thetas)
+
+    def _rows_chunk(self) -> int:
+        """θ rows per vmapped forward in :meth:`losses_at`: ``vmap_chunk`` if set, else by device."""
+        if self.vmap_chunk:
+            return self.vmap_chunk
+        return LOSSES_AT_CHUNK_CPU if self._f.theta0.device.type == "cpu" else LOSSES_AT_CHUNK
 
     # ---- per-example quantities (this shard's rows, in batch order) ---------------------------
     def per_example_losses(self, theta: Tensor) -> Tensor:
