@@ -5,7 +5,8 @@ Lanczos vector at a time with full reorthogonalization (:class:`KrylovBasis`) an
 loop that judges the Ritz pairs after every step and restarts, locks or stops
 (:class:`ThickRestart`). References: Wu & Simon (2000), "Thick-restart Lanczos method
 for large symmetric eigenvalue problems", SIAM J. Matrix Anal. Appl. 22(2);
-Kuczyński & Woźniakowski (1992) for the probabilistic check.
+Kuczyński & Woźniakowski (1992) for the probabilistic check; Ruhe (1979) for the band
+Lanczos steps that follow a warm start from a nearly invariant block (:meth:`KrylovBasis.seed`).
 """
 
 from __future__ import annotations
@@ -33,16 +34,25 @@ KEEP_FRACTION = 0.5
 class KrylovBasis:
     """Growing orthonormal float64 basis with its Rayleigh quotient, for thick-restart Lanczos.
 
-    Holds rows V (n, P), the open vector v_{n+1} = ``V[n]`` and T = V A Vᵀ (n, n) such that
+    Holds the basis rows V[:n], a queue of r open vectors V[n:n+r] (orthonormal, ⊥ the
+    basis), T = V A Vᵀ (n, n) and the couplings C (n, r) of the basis to the queue, with
 
-        A Vᵀ = Vᵀ T + β v_{n+1} e_nᵀ + E,   ‖E e_i‖ ≤ leak_i,
+        A V[:n]ᵀ = V[:n]ᵀ T + V[n:n+r]ᵀ Cᵀ + E,   ‖E e_i‖ ≤ leak_i,
 
     where ``leak`` records couplings dropped on purpose (at a breakdown, or when
-    converged vectors are locked and a fresh random direction replaces v_{n+1}).
-    Each new column of T is the full projection c = V A v_n of two Gram–Schmidt
-    passes, so after a thick restart (Wu & Simon 2000) the "arrow" couplings of
-    the kept Ritz vectors appear in T without special cases. A Ritz pair (θ, Vᵀu)
-    of T then has residual ‖A y − θ y‖ ≤ |β u_n| + Σ_i leak_i |u_i| (up to rounding).
+    converged vectors are locked and a fresh random direction replaces the queue).
+    Each step applies A to the oldest open vector, which joins the basis: its column of
+    T is the full projection c = V A v of two Gram–Schmidt passes, so after a thick
+    restart (Wu & Simon 2000) the "arrow" couplings of the kept Ritz vectors appear in
+    T without special cases, and the part of A v outside basis and queue joins the
+    queue. From one start vector r = 1 and C = β e_nᵀ: the Lanczos relation. From a
+    nearly invariant block (:meth:`seed`) r is the rank of the block's residuals and the
+    steps are those of band Lanczos (Ruhe 1979, "Implementation aspects of band Lanczos
+    algorithms for computation of eigenvalues of large sparse symmetric matrices",
+    Math. Comp. 33), block Lanczos one vector at a time. A Ritz pair (θ, y = Vᵀu) of T
+    has residual, up to rounding,
+
+        ‖A y − θ y‖ ≤ ‖Cᵀ u‖ + Σ_i leak_i |u_i|   (|β u_n| + … when r = 1).
     """
 
     def __init__(self, op: LinearOperator, capacity: int, device: torch.device, seed: Seed,
@@ -50,10 +60,16 @@ class KrylovBasis:
         self.op, self.capacity, self.breakdown_rtol = op, capacity, breakdown_rtol
         self.V = torch.zeros(capacity + 1, op.dim, dtype=torch.float64, device=device)
         self.T = torch.zeros(capacity, capacity, dtype=torch.float64)
+        self.C = torch.zeros(capacity, 1, dtype=torch.float64)
         self.leak = torch.zeros(capacity, dtype=torch.float64)
-        self.size, self.beta, self.has_open = 0, 0.0, False
+        self.size, self.width = 0, 0  # n basis rows, r open vectors
         self.num_matvecs, self.scale = 0, 0.0
         self.generator = make_generator(seed)
+
+    @property
+    def has_open(self) -> bool:
+        """There is an open vector to apply A to."""
+        return self.width > 0
 
     @property
     def complete(self) -> bool:
@@ -61,34 +77,97 @@ class KrylovBasis:
         return not self.has_open
 
     def open(self, q: Tensor) -> bool:
-        """Make ``q``, orthogonalized against the basis, the open vector; False if nothing is left."""
-        for _ in range(3 if self.size < self.op.dim else 0):  # retry only if q lay inside the basis
-            w, _ = gram_schmidt(self.V[: self.size], q.to(self.V.device, torch.float64))
+        """Queue ``q``, orthogonalized against basis and queue; False if nothing is left."""
+        end = self.size + self.width
+        for _ in range(3 if end < self.op.dim else 0):  # retry only if q lay inside the basis
+            w, _ = gram_schmidt(self.V[:end], q.to(self.V.device, torch.float64))
             norm = float(torch.linalg.norm(w))
             if norm > 1e-8 * float(torch.linalg.norm(q)):
-                self.V[self.size], self.has_open = w / norm, True
+                self.V[end], self.C[:, self.width] = w / norm, 0.0
+                self.width += 1
                 return True
             q = self._random()
-        self.has_open = False
         return False
 
     def _random(self) -> Tensor:
         return random_unit_vector(self.op.dim, seed=self.generator, device=self.V.device)
 
-    def step(self) -> None:
-        """Apply A to the open vector, add it to the basis and open the next one."""
-        j = self.size
-        w, c = gram_schmidt(self.V[: j + 1], apply_float64(self.op, self.V[j]))
-        self.num_matvecs += 1
+    def step(self, product: Tensor | None = None) -> None:
+        """Apply A to the oldest open vector (or take its ``product``, already counted) and add it."""
+        n, r = self.size, self.width
+        if product is None:
+            product = apply_float64(self.op, self.V[n])
+            self.num_matvecs += 1
+        w, c = gram_schmidt(self.V[: n + r], product)
         c = c.cpu()
-        self.T[j, : j + 1], self.T[: j + 1, j] = c, c
+        self.T[n, : n + 1], self.T[: n + 1, n] = c[: n + 1], c[: n + 1]
         beta = float(torch.linalg.norm(w))
-        self.size, self.scale = j + 1, max(self.scale, abs(float(c[j])), beta)
-        if beta > self.breakdown_rtol * self.scale and self.size < self.op.dim:
-            self.V[self.size], self.beta, self.has_open = w / beta, beta, True
-        else:  # invariant subspace: drop β (≤ tolerance), go on with a fresh direction
-            self.leak[j] += beta
-            self.beta = 0.0
+        self.size, self.scale = n + 1, max(self.scale, abs(float(c[n])), beta)
+        self.C[:n, : r - 1] = self.C[:n, 1:r].clone()  # column 0, the stepped vector, is now in T
+        self.C[n, : r - 1], self.C[:, r - 1] = c[n + 1: n + r], 0.0
+        if beta > self.breakdown_rtol * self.scale and n + r < self.op.dim:
+            self.V[n + r], self.C[n, r - 1] = w / beta, beta
+        else:  # invariant subspace: drop β (≤ tolerance), go on with the queue or a fresh direction
+            self.leak[n] += beta
+            self.width = r - 1
+            if self.width == 0:
+                self.open(self._random())
+
+    def seed(self, Q: Tensor, which: str, n_keep: int, near: float) -> None:
+        """Start from the block ``Q`` (j, P) with orthonormal rows, at the cost of at most j products.
+
+        The first product is A b for b ∝ Σ_i q_i. If span Q is far from invariant,
+        η = ‖(I − QᵀQ) A b‖ / ‖A b‖ > ``near``, that product is the first Lanczos step
+        and the run is plain Lanczos from b. Otherwise the other j − 1 products complete
+        A Qᵀ and the basis starts from the Ritz pairs of span Q (:meth:`_seed_ritz`).
+        """
+        q = Q.sum(dim=0)
+        self.open(q / float(torch.linalg.norm(q)))  # normalized twice, exactly as a (P,) v0 would be
+        b = self.V[0]
+        Ab = apply_float64(self.op, b)
+        self.num_matvecs += 1
+        outside = Ab - (Ab @ Q.T) @ Q
+        if float(torch.linalg.norm(outside)) > near * float(torch.linalg.norm(Ab)):
+            self.step(Ab)
+            return
+        c = torch.full((Q.shape[0], 1), Q.shape[0] ** -0.5, dtype=torch.float64, device=Q.device)
+        H = torch.linalg.qr(torch.cat([c, torch.eye(Q.shape[0], dtype=torch.float64, device=Q.device)], 1))[0]
+        rest = H[:, 1: Q.shape[0]].T @ Q  # orthonormal rows spanning span Q ⊖ b
+        W = torch.cat([Ab.unsqueeze(0), apply_float64(self.op, rest)])
+        self.num_matvecs += rest.shape[0]
+        self.width = 0
+        self._seed_ritz(torch.cat([b.unsqueeze(0), rest]), W, which, n_keep)
+
+    def _seed_ritz(self, Q: Tensor, W: Tensor, which: str, n_keep: int) -> None:
+        """Basis from the Ritz pairs of span Q given W = A Qᵀ (rows), as after a thick restart.
+
+        Q A Qᵀ = Y Θ Yᵀ; the ``n_keep`` Ritz vectors Z = Yᵀ Q most wanted by ``which``
+        are kept with T = diag Θ. Their residuals R = A Zᵀ − Zᵀ Θ (⊥ span Q) span up to
+        j directions, not the one open vector of a thick restart, so all of them are
+        queued, by decreasing singular value of R, with their couplings C: the relation
+        stays exact and the run goes on as band Lanczos. Directions with singular value
+        below the breakdown threshold go into ``leak``; if none is left (Q spans an
+        invariant subspace), the basis grows from a random vector, as at a breakdown.
+        """
+        G = (Q @ W.T).cpu()
+        theta, Y = map(torch.from_numpy, scipy_eigh(((G + G.T) / 2).numpy(), driver="evd"))
+        keep = priority(theta, which)[:n_keep]
+        theta, Y = theta[keep], Y[:, keep].to(Q.device)
+        Z = Y.T @ Q
+        R = Y.T @ W - theta.to(Q.device).unsqueeze(1) * Z
+        for _ in range(2):  # ⊥ Z to rounding (G was symmetrized; a float32 operator is not exactly)
+            R = R - (R @ Z.T) @ Z
+        Us, s, Wh = torch.linalg.svd(R, full_matrices=False)  # R = Us diag(s) Wh
+        l, Us, s = len(keep), Us.cpu(), s.cpu()
+        self.scale = max(self.scale, float(theta.abs().max()), float(s.max()))
+        big = s > self.breakdown_rtol * self.scale
+        r = int(big.sum())
+        self.V = torch.zeros(self.capacity + max(r, 1), self.op.dim, dtype=torch.float64, device=Q.device)
+        self.C = torch.zeros(self.capacity, max(r, 1), dtype=torch.float64)
+        self.V[:l], self.T[:l, :l], self.size = Z, torch.diag(theta), l
+        self.leak[:l] += torch.linalg.norm(Us[:, ~big] * s[~big], dim=1)
+        self.V[l: l + r], self.C[:l, :r], self.width = Wh[big.to(Wh.device)], Us[:, big] * s[big], r
+        if r == 0:
             self.open(self._random())
 
     def ritz(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -96,28 +175,33 @@ class KrylovBasis:
         n = self.size
         theta, U = map(torch.from_numpy, scipy_eigh(self.T[:n, :n].numpy(), driver="evd"))
         self.scale = max(self.scale, float(theta.abs().max()))
-        bounds = self.beta * U[n - 1].abs() + self.leak[:n] @ U.abs()
+        bounds = self._outside(U) + self.leak[:n] @ U.abs()
         return theta, U, bounds
+
+    def _outside(self, U: Tensor) -> Tensor:
+        """‖Cᵀ u‖ for each column u of ``U``: the norm of (I − VᵀV) A Vᵀ u, the leak aside."""
+        return torch.linalg.norm(self.C[: self.size, : self.width].T @ U, dim=0)
 
     def restart(self, U: Tensor, theta: Tensor, lock: bool = False) -> None:
         """Keep the Ritz vectors Vᵀ U (columns of ``U``) with values ``theta``.
 
-        The open vector stays (its couplings β U[n−1] to the kept vectors reappear in T
-        at the next step), unless ``lock``: then those couplings go into ``leak`` and a
-        random direction orthogonal to the kept vectors is opened instead.
+        The queue stays, with couplings Uᵀ C (they reappear in T as its vectors are
+        stepped), unless ``lock``: then those couplings go into ``leak`` and a random
+        direction orthogonal to the kept vectors is opened instead.
         """
-        n, l = self.size, U.shape[1]
-        s = self.beta * U[n - 1].abs()
-        leak = self.leak[:n] @ U.abs() + (s if lock else 0.0)
+        n, r, l = self.size, self.width, U.shape[1]
+        leak = self.leak[:n] @ U.abs() + (self._outside(U) if lock else 0.0)
+        C = U.T @ self.C[:n, :r]
         self.V[:l] = U.T.to(self.V.device) @ self.V[:n]
         self.T.zero_()
         self.leak.zero_()
+        self.C.zero_()
         self.T[:l, :l], self.leak[:l], self.size = torch.diag(theta), leak, l
-        if lock or not self.has_open:
-            self.beta = 0.0
+        if lock or r == 0:
+            self.width = 0
             self.open(self._random())
-        else:  # self.beta is stale until the next step() refreshes it; ritz() only follows a step
-            self.V[l] = self.V[n]
+        else:
+            self.V[l: l + r], self.C[:l, :r] = self.V[n: n + r].clone(), C
 
 
 class ThickRestart:
