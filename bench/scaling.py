@@ -133,6 +133,11 @@ def plot(result: dict, path: Path) -> None:
             ax = axes[row][col]
             for op in OPS:
                 ax.loglog(x, [max(r[op][quantity], 1e-3) for r in rows], "o-", label=op)
+            if quantity == "seconds":  # the expectation: cost linear in N and in P
+                y0 = rows[-1][OPS[0]][quantity]
+                ax.loglog(x, [y0 * v / x[-1] for v in x], "k:", lw=1, label="∝ " + key)
+            ax.set_xticks(x, [f"{v:,}" for v in x], minor=False)
+            ax.set_xticks([], minor=True)
             ax.set_xlabel(key), ax.set_ylabel(label)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"Cost against N and P ({result['machine']['device']}, {result['base']['model']})", fontsize=9)
