@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 NAME = "info"
 HELP = "describe a run file or a results file (--json: machine-readable, with parameter checksums)"
 
@@ -58,9 +60,18 @@ def results_info(path) -> dict:
         for key in f.keys():
             arrays, attrs = f.read_item(key)
             items[key] = {"arrays": {k: list(getattr(v, "shape", ())) for k, v in arrays.items()},
+                          "values": {k: _scalar(v) for k, v in arrays.items() if _scalar(v) is not None},
                           **{k: attrs[k] for k in MAIN_ATTRS if k in attrs}}
         incomplete = sorted(set(f.keys(complete_only=False)) - set(items))
     return {"kind": "results", "path": str(path), "items": items, "incomplete": incomplete}
+
+
+def _scalar(v):
+    """A 0-d numeric array's value as a Python number (shown inline: the trace, λ_max, …), else None."""
+    a = np.asarray(v)
+    if a.ndim != 0 or a.dtype.kind not in "biuf":
+        return None
+    return a.item()
 
 
 def format_info(info: dict) -> str:
@@ -113,7 +124,9 @@ def _format_results(i: dict) -> str:
     lines = [f"results file {i['path']}: {len(i['items'])} complete item(s)"]
     for key, item in i["items"].items():
         attrs = ", ".join(f"{k}={item[k]}" for k in MAIN_ATTRS if k in item)
-        shapes = ", ".join(f"{k}{tuple(s)}" for k, s in item["arrays"].items())
+        values = item.get("values", {})
+        shapes = ", ".join(f"{k}={values[k]:.6g}" if k in values else f"{k}{tuple(s)}"
+                           for k, s in item["arrays"].items())
         lines.append(f"  {key}: {shapes}" + (f"  [{attrs}]" if attrs else ""))
     if i["incomplete"]:
         lines.append(f"incomplete (rerun the analysis to finish): {', '.join(i['incomplete'])}")

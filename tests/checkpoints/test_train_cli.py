@@ -67,11 +67,16 @@ def test_info_on_a_results_file(tmp_path, capsys):
     path = tmp_path / "results.h5"
     with ResultsFile(path, "a", run_id={"path": "run.h5", "run_sha256": "0" * 64}) as r:
         r.write_item("hessian/step_00000010/eigen", {"eigenvalues": np.arange(3.0)}, {"step": 10, "k": 3})
+        r.write_item("hessian/step_00000010/trace", {"value": np.float64(12.5), "stderr": np.float64(0.25)},
+                     {"step": 10})
     rc, out, _ = cli(["info", str(path), "--json"], capsys)
     info = json.loads(out)
     assert rc == 0 and info["kind"] == "results"
     assert info["items"]["hessian/step_00000010/eigen"]["step"] == 10
     assert info["items"]["hessian/step_00000010/eigen"]["arrays"] == {"eigenvalues": [3]}
+    assert info["items"]["hessian/step_00000010/trace"]["values"] == {"value": 12.5, "stderr": 0.25}
+    rc, out, _ = cli(["info", str(path)], capsys)  # scalars inline in the text summary
+    assert rc == 0 and "value=12.5" in out and "stderr=0.25" in out and "eigenvalues(3,)" in out
 
 
 def test_cifar_format_run_end_to_end(tmp_path, capsys):
