@@ -154,7 +154,7 @@ class Run:
         return fixed_subset(self.config.seed, self.dataset.num_train, n)
 
     def objective(self, step: int, subset=None, bn: str = "eval", split: str = "train",
-                  batch_size: int = 1024):
+                  batch_size: int = 1024, **options):
         """The :class:`landscape.Objective` at step t; ``obj.theta`` is θ_t.
 
         Args:
@@ -163,6 +163,9 @@ class Run:
             bn: ``"eval"`` (running statistics at step t) or ``"train"`` (batch statistics).
             split: ``"train"`` or ``"test"``.
             batch_size: examples per forward pass (results do not depend on it).
+            **options: passed on to :class:`landscape.Objective` — ``params`` (a per-layer
+                Hessian: name patterns), ``dtype`` (e.g. float64), ``hvp_method``,
+                ``vmap_chunk``, ``all_reduce`` (data parallel).
         """
         from landscape.objective import Objective
 
@@ -173,7 +176,7 @@ class Run:
         if subset is not None:
             idx = self.subset(subset) if isinstance(subset, (int, np.integer)) else torch.as_tensor(subset)
             x, y = x[idx.to(x.device)], y[idx.to(x.device)]
-        return Objective(self.model_at(step), x, y, loss=self.config.loss, bn=bn, batch_size=batch_size)
+        return Objective(self.model_at(step), x, y, loss=self.config.loss, bn=bn, batch_size=batch_size, **options)
 
     def close(self) -> None:
         self.file.close()

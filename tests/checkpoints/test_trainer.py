@@ -70,6 +70,13 @@ def test_open_run_api(base_run):
         assert np.isfinite(float(obj.loss(obj.theta)))
         model = run.model_at(30)
         assert not model.training
+        # Objective options pass through: a per-layer Hessian in float64 at a replayed step.
+        names = [n for n, _ in model.named_parameters()]
+        last = names[-1].rsplit(".", 1)[0] + ".*"
+        sub = run.objective(15, subset=32, params=[last], dtype=torch.float64)
+        assert sub.theta.dtype == torch.float64
+        want = sum(p.numel() for n, p in model.named_parameters() if n.startswith(last[:-1]))
+        assert sub.theta.numel() == want < obj.theta.numel()
 
 
 def test_extending_a_run_equals_training_it_at_once(tiny, tmp_path):
