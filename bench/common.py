@@ -283,6 +283,29 @@ def to_jsonable(x: Any) -> Any:
     return x
 
 
+def bench_main(doc: str, run: Callable[[Any], dict], report: Callable[[dict], str], argv: list[str] | None,
+               extra_args: Callable[[Any], None] | None = None,
+               check: Callable[[Any], int | None] | None = None) -> int:
+    """The command line every suite benchmark shares: common flags (+ ``extra_args(parser)``),
+    an optional ``check(args)`` that may return an exit status, then ``run``, the Markdown
+    ``report`` on stdout and ``--json``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    add_common_args(parser)
+    if extra_args is not None:
+        extra_args(parser)
+    args = parser.parse_args(argv)
+    status = check(args) if check is not None else None
+    if status is not None:
+        return status
+    result = run(args)
+    print(report(result))
+    if args.json:
+        write_json(args.json, result)
+    return 0
+
+
 def write_json(path: str | os.PathLike, payload: dict) -> None:
     """Write the results as indented JSON."""
     with open(path, "w") as f:

@@ -19,7 +19,6 @@ Usage: ``python bench/density_trace.py [--quick|--tiny] [--device cpu|cuda] [--j
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -31,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402
-from common import add_common_args, log, machine_info, markdown_table, setup_torch, write_json  # noqa: E402
+from common import bench_main, log, machine_info, markdown_table, setup_torch  # noqa: E402
 from problems import build_problem, size_of  # noqa: E402
 
 import landscape as ls  # noqa: E402
@@ -196,14 +195,7 @@ def report(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_common_args(parser)
-    args = parser.parse_args(argv)
-    result = run(args)
-    print(report(result))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    return bench_main(__doc__, run, report, argv)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Usage: ``python bench/gpu.py [--tiny] [--device cuda|cpu] [--batch-size B] [--no
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 import time
@@ -33,8 +32,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (PeakMemory, add_common_args, log, machine_info, mib, profile_top_ops, rel_l2,  # noqa: E402
-                    setup_torch, time_call, write_json)
+from common import (PeakMemory, bench_main, log, machine_info, mib, profile_top_ops, rel_l2,  # noqa: E402
+                    setup_torch, time_call)
 from gpu_parts import compiled_hvp, flops_of, matmul_rate  # noqa: E402
 from gpu_report import report, targets  # noqa: E402
 from problems import build_problem  # noqa: E402
@@ -162,20 +161,18 @@ def run(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_common_args(parser)
-    parser.add_argument("--batch-size", type=int, default=None, help="objective batch size (default 1000)")
-    parser.add_argument("--no-compile", dest="compile", action="store_false",
-                        help="skip the torch.compile experiment (it needs a working inductor toolchain)")
-    args = parser.parse_args(argv)
-    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
-        print("gpu.py: no CUDA device here; use --device cpu --tiny for a smoke test", file=sys.stderr)
-        return 2
-    result = run(args)
-    print(report(result))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    def extra_args(parser) -> None:
+        parser.add_argument("--batch-size", type=int, default=None, help="objective batch size (default 1000)")
+        parser.add_argument("--no-compile", dest="compile", action="store_false",
+                            help="skip the torch.compile experiment (it needs a working inductor toolchain)")
+
+    def no_cuda(args) -> int | None:
+        if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+            print("gpu.py: no CUDA device here; use --device cpu --tiny for a smoke test", file=sys.stderr)
+            return 2
+        return None
+
+    return bench_main(__doc__, run, report, argv, extra_args, check=no_cuda)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Usage: ``python bench/hvp.py [--quick|--tiny] [--device cpu|cuda] [--repeats R] 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,8 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402
-from common import (PeakMemory, add_common_args, machine_info, markdown_table, mib, profile_top_ops,  # noqa: E402
-                    rel_l2, round_ratios, setup_torch, time_interleaved, write_json)
+from common import (PeakMemory, bench_main, machine_info, markdown_table, mib, profile_top_ops,  # noqa: E402
+                    rel_l2, round_ratios, setup_torch, time_interleaved)
 from problems import Problem, plain_gradient, preset_problem, size_of  # noqa: E402
 
 K_BATCHED = 8  # vectors per batched pass (issue 2: "batched over k=8 vectors")
@@ -144,15 +143,10 @@ def report(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_common_args(parser)
-    parser.add_argument("--repeats", type=int, default=None, help="interleaved timing rounds")
-    args = parser.parse_args(argv)
-    result = run(args)
-    print(report(result))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    def extra_args(parser) -> None:
+        parser.add_argument("--repeats", type=int, default=None, help="interleaved timing rounds")
+
+    return bench_main(__doc__, run, report, argv, extra_args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Usage: ``python bench/scaling.py [--quick|--tiny] [--device cpu|cuda] [--json OU
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -25,8 +24,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (PeakMemory, add_common_args, log, machine_info, markdown_table, mib,  # noqa: E402
-                    setup_torch, time_call, write_json)
+from common import (PeakMemory, bench_main, log, machine_info, markdown_table, mib,  # noqa: E402
+                    setup_torch, time_call)
 from problems import build_problem, size_of  # noqa: E402
 
 import landscape as ls  # noqa: E402
@@ -161,15 +160,10 @@ def report(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_common_args(parser)
-    parser.add_argument("--plot", default=None, help="figure path (default bench/scaling.png)")
-    args = parser.parse_args(argv)
-    result = run(args)
-    print(report(result))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    def extra_args(parser) -> None:
+        parser.add_argument("--plot", default=None, help="figure path (default bench/scaling.png)")
+
+    return bench_main(__doc__, run, report, argv, extra_args)
 
 
 if __name__ == "__main__":

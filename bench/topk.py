@@ -30,18 +30,16 @@ Usage: ``python bench/topk.py [--quick|--tiny] [--device cpu|cuda] [--ks 1,10,20
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.linalg import eigvalsh_tridiagonal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402
-from common import add_common_args, log, machine_info, setup_torch, write_json  # noqa: E402
+from common import bench_main, log, machine_info, setup_torch  # noqa: E402
 from problems import PRESETS, build_problem, size_of  # noqa: E402
 from topk_report import NO_PROBE, report, summarise  # noqa: E402
 
@@ -207,16 +205,11 @@ def run(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_common_args(parser)
-    parser.add_argument("--ks", default=None, help="comma-separated k values (default 1,10,20)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every solver's start vector")
-    args = parser.parse_args(argv)
-    result = run(args)
-    print(report(result))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    def extra_args(parser) -> None:
+        parser.add_argument("--ks", default=None, help="comma-separated k values (default 1,10,20)")
+        parser.add_argument("--seed", type=int, default=0, help="seed of every solver's start vector")
+
+    return bench_main(__doc__, run, report, argv, extra_args)
 
 
 if __name__ == "__main__":
