@@ -10,8 +10,9 @@ S_{t+1} using the batch I_t, the augmentation seed a_t and the learning rate η_
     d   = d + β m'   (Nesterov)   or   d = m'   (heavy ball)
     θ'  = θ_t − η_t d
 
-which is ``torch.optim.SGD`` (dampening 0) written on the flat θ (Sutskever et al. 2013 for
-the Nesterov form). Nothing else is read: no global RNG, no hidden optimizer state, so the
+which is ``torch.optim.SGD`` (dampening 0) written on the flat θ: the one update rule of
+:func:`landscape.optim.sgd_update`, shared with the differentiable loop of
+:mod:`landscape.hyper` and the interventions. Nothing else is read: no global RNG, no hidden optimizer state, so the
 same inputs give bitwise the same outputs on the CPU, and a step can be replayed from a
 snapshot of S_t.
 """
@@ -28,7 +29,8 @@ from torch import Tensor
 from torch.func import functional_call
 
 from checkpoints.augment import augment
-from landscape._losses import num_correct, resolve_loss
+from landscape.losses import num_correct, resolve_loss
+from landscape.optim import sgd_update
 from landscape.params import ParamSpec, flatten_buffers, unflatten_buffers
 
 
@@ -47,16 +49,6 @@ class TrainState:
             return torch.zeros(0, dtype=torch.float64)
         return torch.cat([self.buffers[n].detach().reshape(-1).to("cpu", torch.float64)
                           for n, _ in model.named_buffers()])
-
-
-def sgd_update(theta: Tensor, g: Tensor, m: Tensor | None, lr: float, momentum: float,
-               nesterov: bool, weight_decay: float) -> tuple[Tensor, Tensor | None]:
-    """(θ', m') from θ, the gradient g and the momentum buffer m (see the module docstring)."""
-    d = g.add(theta, alpha=weight_decay) if weight_decay else g
-    if momentum:
-        m = m.mul(momentum).add(d)
-        d = d.add(m, alpha=momentum) if nesterov else m
-    return theta.add(d, alpha=-lr), m
 
 
 class Stepper:

@@ -12,7 +12,7 @@ applies it once per call to the packed float64 partial sums *and* the example co
 every process gets the global mean. Per-example methods return the local shard's rows.
 
 Example (a closed form: linear regression, H = (2/N) XᵀX under the MSE convention of
-``_losses.py``)::
+``losses.py``)::
 
     >>> import torch
     >>> X, y = torch.randn(50, 3, dtype=torch.float64), torch.randn(50, dtype=torch.float64)
@@ -35,7 +35,7 @@ from landscape import _checks as C
 from landscape import _kernels as K
 from landscape._batching import IterableBatches
 from landscape._functional import FunctionalModel
-from landscape._losses import check_per_example, correct_per_example, num_correct, resolve_loss
+from landscape.losses import check_per_example, correct_per_example, num_correct, resolve_loss
 from landscape._reduce import Sums, concat_checked
 from landscape.curvature import GGNOperator, HessianOperator
 from landscape.errors import InputError, LandscapeError

@@ -9,7 +9,7 @@ The oracles here never go through ``landscape.objective``: they evaluate the mea
 the whole dataset in one ``functional_call`` of an eval-mode copy of the model and
 differentiate it with ``torch.func`` (dense ``torch.func.hessian`` in float64).
 
-MSE convention (as in ``landscape._losses``): ℓ_i = ‖f(x_i) − y_i‖², no factor 1/2, so
+MSE convention (as in ``landscape.losses``): ℓ_i = ‖f(x_i) − y_i‖², no factor 1/2, so
 linear regression has H = (2/N) XᵀX.
 """
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from checkpoints.setup import load_data
-from checkpoints.step import Stepper, sgd_update
+from checkpoints.step import Stepper
+from landscape.optim import sgd_update
 from landscape.models import build_model
 
 # Batched float32 mean (torch) vs float64 sum of float32 per-example losses: a few float32 ulps.
