@@ -34,6 +34,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 import landscape as ls
+from analyses.driver.records import Record
 from landscape.directions import RANDOM_KINDS, random_directions
 from landscape.errors import InputError
 
@@ -221,3 +222,41 @@ def curvature(obj, theta: Tensor, config: CurvatureConfig) -> dict:
             "lambda_converged": int(bool(eig.converged)), "trace": float(tr.value),
             "trace_stderr": float(tr.stderr), "trace_samples": np.asarray(tr.samples, dtype=np.float64),
             "P": int(theta.numel()), "num_matvecs": int(eig.num_matvecs + tr.num_matvecs)}
+
+
+def item_settings(cfg, objective_settings: dict) -> dict:
+    """What an item's numbers depend on: the objective's settings and its own config
+    (``points_per_call`` changes no number, so it is left out)."""
+    own = {} if cfg is None else {k: v for k, v in vars(cfg).items() if k != "points_per_call"}
+    return {**objective_settings, **own}
+
+
+class SharpnessWork:
+    """Computes one (step, quantity) item from the driver's inputs (train and test objectives at the step).
+
+    Every item holds the train and test loss and accuracy at θ and the gaps next to its measure.
+    """
+
+    def __init__(self, inputs, *, progress: bool = True):
+        self.inputs, self.progress = inputs, progress
+        self._losses: dict[int, dict] = {}
+
+    def losses(self, step: int) -> dict:
+        """Train/test loss and accuracy and the gaps at θ_step (computed once per step)."""
+        if step not in self._losses:
+            train, test = self.inputs.objective(step), self.inputs.objective(step, "test")
+            self._losses[step] = losses(train, test, train.theta)
+        return self._losses[step]
+
+    def compute(self, step: int, quantity: str, cfg, settings: dict):
+        train = self.inputs.objective(step)
+        theta = train.theta
+        if quantity.startswith("probes_"):
+            arrays = probes(train, theta, train.spec, cfg, progress=self.progress)
+        elif quantity.startswith("worst_"):
+            arrays = worst_case(train, theta, cfg, progress=self.progress)
+        elif quantity == "curvature":
+            arrays = curvature(train, theta, cfg)
+        else:
+            arrays = {}
+        return Record({**arrays, **self.losses(step)}, {**self.inputs.item_attrs(step), "settings": settings})

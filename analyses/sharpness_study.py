@@ -29,6 +29,11 @@ from landscape.errors import ConfigMismatchError, InputError, NonFiniteError
 
 BOOTSTRAP_CHUNK = 64  # resamples per vectorized block: keeps the (chunk, n, n) sign arrays small
 
+# Run-config fields that do not change the trained network (excluded from the granulated τ).
+BOOKKEEPING = ("device", "deterministic", "save_every", "save_steps", "save_log", "eval_every", "eval_batch_size",
+               "sharpness_every", "sharpness_k", "sharpness_subset", "sharpness_bn", "sharpness_tol",
+               "sharpness_max_matvecs", "init_from", "batches_from", "model", "model_kwargs", "dataset_kwargs")
+
 
 @dataclass(frozen=True)
 class RunMeasures:
@@ -217,3 +222,29 @@ def study(runs: Sequence[RunMeasures], config: StudyConfig = StudyConfig()) -> d
     table["psi"] = table["psi"].reshape(len(names), len(axes))
     return {**table, "measures": names, "labels": [r.label for r in runs], "axes": axes,
             "values": values, "gap": gaps}
+
+
+def run_measures(items: dict, attrs: dict, label: str, gap: str = "loss") -> RunMeasures:
+    """One run's measures, gap, model signature and hyperparameters from its stored sharpness items.
+
+    Args:
+        items: quantity → arrays of the run's ``sharpness/step_S/*`` items at one step.
+        attrs: the attributes of one of them (``model``, ``run_config``).
+        label: how the run is named in the table.
+        gap: ``"loss"`` or ``"error"``.
+    """
+    config = attrs.get("run_config", {})
+    return RunMeasures(label=label, model=json.dumps(attrs.get("model", {}), sort_keys=True),
+                       gap=gap_from_items(items, gap), measures=measures_from_items(items),
+                       hparams={k: v for k, v in config.items() if k not in BOOKKEEPING})
+
+
+def select_hparams(runs: list[RunMeasures], spec: str | None) -> list[RunMeasures]:
+    """Keep the named hyperparameters (all varying ones when ``spec`` is None)."""
+    import dataclasses
+
+    names = varying_axes(runs) if spec is None else [s.strip() for s in spec.split(",") if s.strip()]
+    missing = [n for n in names if not any(n in r.hparams for r in runs)]
+    if missing:
+        raise InputError(f"--hparams: {', '.join(missing)} not in the runs' configs")
+    return [dataclasses.replace(r, hparams={n: r.hparams.get(n) for n in names}) for r in runs]

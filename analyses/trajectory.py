@@ -1,4 +1,4 @@
-"""The training trajectory in the eigenbasis of a reference Hessian (seed 003, step 4).
+"""The training trajectory in the eigenbasis of a reference Hessian (user guide: docs/analyses-eigen.md).
 
 For saved parameters θ_t and the top-k eigenvectors V = (v_1 … v_k) ``(k, P)`` of the
 Hessian at a reference checkpoint θ_ref (usually the end of training), the
@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
+from analyses.driver.records import Record
 from landscape.errors import InputError
 
 
@@ -245,3 +246,26 @@ def trajectory_analysis(C: np.ndarray, steps: np.ndarray, eigenvalues: np.ndarra
                nesterov=int(nesterov), weight_decay=weight_decay)
     out.update(phase_amplitudes(C, lr))
     return out
+
+
+def eigenbasis_record(thetas: Iterable[np.ndarray], theta_ref: np.ndarray, eig, idx: np.ndarray, steps: list[int],
+                      logged: dict, centre: np.ndarray, config: dict) -> Record:
+    """The trajectory item: coordinates of θ_t − θ_ref along the chosen stored eigenvectors and their analysis.
+
+    Args:
+        thetas: θ at each of ``steps`` (flat arrays, in order).
+        theta_ref: θ at the reference step.
+        eig: the stored eigenpairs at the reference step (:class:`~analyses.driver.eigen.Eigen`).
+        idx: the rows of ``eig`` used.
+        steps: the saved steps projected.
+        logged: the run's per-step log (``step`` and ``lr`` arrays).
+        centre: the coordinate subtracted per direction (0, or the line-search minimum).
+        config: the options (settling test, optimiser: momentum, nesterov, weight_decay).
+    """
+    C = project(thetas, theta_ref, eig.eigenvectors[idx]) - centre[None]
+    lr = lr_at_steps(np.asarray(steps), logged["step"], logged["lr"])
+    settle = SettlingConfig(block=config["block"], tail_fraction=config["tail_fraction"], band=config["band"],
+                            persist=config["persist"], alpha_drift=config["alpha_drift"])
+    out = trajectory_analysis(C, np.asarray(steps), eig.eigenvalues[idx], lr, momentum=config["momentum"],
+                              nesterov=config["nesterov"], weight_decay=config["weight_decay"], cfg=settle)
+    return Record({**out, "directions": idx.astype(np.int64), "centre": centre}, {"ref_step": eig.step})

@@ -1,6 +1,6 @@
 """Benchmark of issue 5's target: the cost of a 10-direction × 41-point full-dataset line search.
 
-Times :func:`analyses.eigen_linesearch.along` (k unit directions × T grid points, the centre
+Times :func:`analyses.linesearch.curves.along` (k unit directions × T grid points, the centre
 θ evaluated once: k·(T − 1) + 1 parameter vectors, vmapped ``--chunk`` at a time through
 :meth:`Objective.losses_at`) against one full-dataset forward pass (``loss_and_accuracy``,
 the same data, batch size and dtype), and reports the ratio. The timings are interleaved: each
@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analyses.eigen_linesearch import TGrid, along, minibatches  # noqa: E402
+from analyses.linesearch.curves import TGrid, along, minibatches  # noqa: E402
 from bench.common import (Timing, header_markdown, machine_info, markdown_table, round_ratios,  # noqa: E402
                           setup_torch, time_interleaved)
 from bench.problems import build_problem  # noqa: E402

@@ -114,7 +114,7 @@ class Counting:
 def bench_surface(obj, args) -> None:
     import numpy as np
 
-    from analyses.surfaces import evaluate_rows
+    from analyses.surface import evaluate_rows
 
     theta, G, dev = obj.theta, args.grid, obj.device
     D = torch.randn(2, theta.numel(), generator=torch.Generator().manual_seed(1)).to(theta) / theta.numel() ** 0.5

@@ -27,7 +27,6 @@ import bisect
 import math
 from dataclasses import dataclass
 
-import numpy as np
 
 from landscape.errors import InputError
 
@@ -112,8 +111,3 @@ def make_schedule(cfg) -> object:
     else:
         raise InputError(f"unknown schedule {cfg.schedule!r}; choose constant, step, cosine or list")
     return Warmup(s, cfg.warmup_steps) if cfg.warmup_steps > 1 else s
-
-
-def schedule_values(schedule, start: int, stop: int) -> np.ndarray:
-    """η(t) for t in [start, stop) as a float64 array."""
-    return np.array([schedule(t) for t in range(start, stop)], dtype=np.float64)

@@ -213,7 +213,7 @@ def _snapshot_state(run, stepper: Stepper, initial: TrainState) -> TrainState:
 
 
 def _verify_plan(run, plan, s: int, out) -> None:
-    """The logged batches of the steps before s must be the plan's (R6 of reliability.md)."""
+    """The logged batches of the steps before s must be the plan's (docs/trainer.md, sibling runs)."""
     a = max(0, s - VERIFY_STEPS)
     if s == a:
         return

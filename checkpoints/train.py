@@ -43,7 +43,7 @@ from landscape.errors import LandscapeError, NonFiniteError
 
 LOG_BLOCK = 256  # steps of per-step log buffered between commits (a few KiB per step at most)
 FSYNC_INTERVAL_S = 1.0  # snapshots closer than this to the last fsync are flushed (kill-safe), not fsynced
-CUBLAS_WORKSPACE = ":4096:8"  # deterministic cuBLAS workspaces (reliability.md §2.3; harmless on CPU)
+CUBLAS_WORKSPACE = ":4096:8"  # deterministic cuBLAS workspaces (PyTorch's reproducibility notes; harmless on CPU)
 PAUSE_ENV = "LANDSCAPE_TRAIN_TEST_PAUSE"  # test hook, see _pause(): "snapshot:<step>" or "step:<step>"
 
 

@@ -7,7 +7,7 @@ Notation used throughout the package:
 * ``k`` — number of eigenpairs or directions; blocks of vectors are ``(k, P)``.
 * ``H`` — the Hessian of the full-dataset mean loss at θ; ``Hv`` a Hessian-vector product (HVP).
 
-Public API (see ``shared/design.md``)::
+Public API (docs/contracts.md)::
 
     import landscape as ls
     obj = ls.Objective(model, inputs, targets, loss="cross_entropy", batch_size=1024, bn="eval")

@@ -2,7 +2,7 @@
 
 A full-dataset quantity is Σ_b (Σ_{i∈b} q_i) / N — each batch weighted by its share of
 N — accumulated in a fixed batch order, so it does not depend on the batch size beyond
-rounding (reliability.md §4.3). Both sources yield ``(x, y)`` already on the device and
+rounding (docs/contracts.md, landscape.objective). Both sources yield ``(x, y)`` already on the device and
 cast to the objective's dtype (floating tensors only; integer labels stay integer).
 """
 

@@ -7,7 +7,7 @@ modes it needs — dropout off, BatchNorm per ``bn`` — and calls it with
 detached copies for the fixed ones and for the buffers. The user's module, its
 ``training`` flags, parameters and buffers are never touched.
 
-BatchNorm modes (reliability.md §4.3):
+BatchNorm modes (docs/contracts.md, landscape.objective):
     * ``"eval"``: running statistics — BN is a fixed affine map and the loss is a fixed
       function of θ, independent of batching.
     * ``"train"``: batch statistics of each batch of the (fixed) batch plan. The copy's BN

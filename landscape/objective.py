@@ -2,7 +2,7 @@
 
 Every quantity is a sum over a fixed batch plan, each batch contributing its sum over
 examples (its share of N), accumulated in float64 in a fixed order and divided by N, so
-results do not depend on the batch size (reliability.md §4.3). HVPs are
+results do not depend on the batch size (docs/contracts.md). HVPs are
 forward-over-reverse, ``jvp(grad(f))``, vmapped over blocks of vectors (Pearlmutter 1994;
 the ``torch.func.hessian`` recipe). The model is never modified (see ``_functional.py``).
 

@@ -15,7 +15,7 @@ import pytest
 import analyses.plots as plots
 from analyses.plots import FigureSpec, MissingData
 from analyses.plots.style import figure
-from analyses.report import build_report
+from analyses.output.report import build_report
 from landscape.errors import OutputExistsError
 from landscape.io import ResultsFile
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from analyses.steps import parse_steps
+from analyses.driver.steps import parse_steps
 from landscape.errors import InputError
 
 SAVED = [0, 10, 20, 30, 40, 50]

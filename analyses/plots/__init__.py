@@ -48,6 +48,31 @@ def register(name: str, caption: str):
     return wrap
 
 
+def step_items(results, analysis: str, quantity: str) -> list[tuple[int, dict]]:
+    """``[(step, arrays)]`` of the complete items ``analysis/step_*/quantity``, by step.
+
+    Raises:
+        MissingData: no results file, or no such item (the message names the command that makes them).
+    """
+    if results is None:
+        raise MissingData("no results file given")
+    found = results.items(analysis, quantity)
+    if not found:
+        raise MissingData(f"no {analysis} {quantity} items in the results file (run `landscape {analysis}`)")
+    return [(step, results.read_item(key)[0]) for step, key in found]
+
+
+def by_step(results, analysis: str) -> dict[int, dict[str, dict]]:
+    """``{step: {quantity: arrays}}`` of every complete per-step item of ``analysis``."""
+    if results is None:
+        raise MissingData("no results file given")
+    out = {step: {q: results.read_item(key)[0] for q, key in quantities.items()}
+           for step, quantities in results.by_step(analysis).items()}
+    if not out:
+        raise MissingData(f"no '{analysis}' results in the file")
+    return out
+
+
 def all_figures() -> dict[str, FigureSpec]:
     """Every registered figure, importing all plot modules first."""
     for info in pkgutil.iter_modules(__path__):

@@ -8,38 +8,18 @@ that has them.
 
 from __future__ import annotations
 
-import functools
-
 import matplotlib.pyplot as plt
 import numpy as np
 
-from analyses.plots import MissingData, register
-from analyses.plots.style import PALETTE, RC, SEQUENTIAL_CMAP, figure
+from analyses.plots import MissingData, register, step_items
+from analyses.plots.style import PALETTE, SEQUENTIAL_CMAP, figure, styled
 
 MAX_PANELS = 8     # directions drawn as small multiples
 MAX_HEATMAPS = 4   # overlap matrices (pairs spread over those stored)
 
 
-def _styled(draw):
-    @functools.wraps(draw)
-    def wrapper(*args, **kwargs):
-        with plt.rc_context(RC):
-            return draw(*args, **kwargs)
-    return wrapper
-
-
-def _items(results, analysis: str, quantity: str) -> list[tuple[int, dict]]:
-    """``[(step, arrays)]`` of the complete items ``analysis/step_*/quantity``, by step."""
-    if results is None:
-        raise MissingData("no results file given")
-    keys = [k for k in results.keys(f"{analysis}/") if k.count("/") == 2 and k.endswith("/" + quantity)]
-    if not keys:
-        raise MissingData(f"no {analysis} {quantity} items in the results file (run `landscape {analysis}`)")
-    return sorted((int(k.split("/")[1].removeprefix("step_")), results.read_item(k)[0]) for k in keys)
-
-
 def _last(results, analysis: str, quantity: str) -> tuple[int, dict]:
-    return _items(results, analysis, quantity)[-1]
+    return step_items(results, analysis, quantity)[-1]
 
 
 def _grid(n: int, width: str = "double"):
@@ -54,7 +34,7 @@ def _grid(n: int, width: str = "double"):
 @register("linesearch_curves", caption="Loss along Hessian eigenvectors, L(θ + t v_i) on the full data set "
           "(solid), against the quadratic prediction L(θ) + t g·v_i + λ_i t²/2 (dashed), at the last step "
           "with a line search; one panel per direction, λ_i in the title.")
-@_styled
+@styled
 def linesearch_curves(results, run):
     step, c = _last(results, "linesearch", "curves")
     ts, n = np.asarray(c["ts"]), min(len(c["eigenvalues"]), MAX_PANELS)
@@ -73,9 +53,9 @@ def linesearch_curves(results, run):
 
 @register("linesearch_minima", caption="Minibatch line searches: distribution over minibatches of the "
           "minimum location t* of each eigendirection's curve (left), and its spread and the mean fitted "
-          "curvature against λ_i (right; dotted: curvature = λ). Seed 003: does the variance of the minimum "
+          "curvature against λ_i (right; dotted: curvature = λ): does the variance of the minimum "
           "depend on the eigenvalue?")
-@_styled
+@styled
 def linesearch_minima(results, run):
     step, c = _last(results, "linesearch", "curves")
     if "batch_min_t" not in c:
@@ -99,7 +79,7 @@ def linesearch_minima(results, run):
 @register("linesearch_deviation", caption="Distance from the quadratic model along each eigenvector: "
           "|L(θ + t v_i) − q_i(t)| / (½|λ_i|t²) against |t| (q_i: the quadratic prediction), both signs of t; "
           "the dashed line is the departure tolerance.")
-@_styled
+@styled
 def linesearch_deviation(results, run):
     step, f = _last(results, "linesearch", "fits")
     ts, dev = np.asarray(f["ts"]), np.abs(np.asarray(f["deviation"]))
@@ -122,7 +102,7 @@ def linesearch_deviation(results, run):
           "D₂(h) = mean [f(t+h) − 2f(t) + f(t−h)]² against the lag h, float32 (circles) and float64 "
           "(squares), with the quadratic model's (λh²)² (dashed). Slope 4: smooth; 0: rounding noise; "
           "2α ∈ (0, 2): Hölder-α roughness (fractal).")
-@_styled
+@styled
 def linesearch_zoom(results, run):
     step, z = _last(results, "linesearch", "zoom")
     fig, (a, b) = figure("double", aspect=0.35, ncols=2)
@@ -145,7 +125,7 @@ def linesearch_zoom(results, run):
 @register("quadratic_check", caption="Random directions u: the true loss L(θ + t u) (solid), the quadratic "
           "prediction from uᵀHu (dashed) and the sum of the eigendirection line searches (dotted), "
           "one panel per direction; markers: where each prediction parts from the truth.")
-@_styled
+@styled
 def quadratic_check(results, run):
     step, q = _last(results, "linesearch", "quadratic_check")
     ts, n = np.asarray(q["ts"]), min(len(q["true"]), MAX_PANELS)
@@ -164,17 +144,21 @@ def quadratic_check(results, run):
 def _pairs(results) -> list[tuple[int, int, dict]]:
     if results is None:
         raise MissingData("no results file given")
-    keys = [k for k in results.keys("evolution/") if "/overlap_step_" in k]
-    if not keys:
+    out = []
+    for quantities in results.by_step("evolution").values():
+        for q, key in quantities.items():
+            if q.startswith("overlap_step_"):
+                arrays, attrs = results.read_item(key)
+                out.append((int(attrs["step_a"]), int(attrs["step_b"]), arrays))
+    if not out:
         raise MissingData("no evolution overlap items (run `landscape evolution`)")
-    out = [(int(k.split("/")[1][5:]), int(k.rsplit("_", 1)[1]), results.read_item(k)[0]) for k in keys]
     return sorted(out, key=lambda p: (p[0], p[1]))
 
 
 @register("eigen_overlaps", caption="Eigenvector overlaps |V_a V_bᵀ| between checkpoints (heatmaps, rows: "
           "step a, columns: step b, both by eigenvalue index) and the maximum of each row against the index "
-          "(right): near 1, v_i survives as one eigenvector; spread, it rotates or mixes (seed 003).")
-@_styled
+          "(right): near 1, v_i survives as one eigenvector; spread, it rotates or mixes.")
+@styled
 def eigen_overlaps(results, run):
     pairs = _pairs(results)
     shown = [pairs[i] for i in np.unique(np.linspace(0, len(pairs) - 1, min(MAX_HEATMAPS, len(pairs))).round().astype(int))]
@@ -199,7 +183,7 @@ def eigen_overlaps(results, run):
 @register("eigenvalue_trajectories", caption="Stored Hessian eigenvalues against the training step, one "
           "line per index (top), and the subspace overlap (1/k)Σcos²θ_j of the top-k eigenspaces between "
           "compared checkpoints (bottom, at the later step).")
-@_styled
+@styled
 def eigenvalue_trajectories(results, run):
     if results is None or not results.is_complete("evolution/eigenvalues"):
         raise MissingData("no evolution/eigenvalues table (run `landscape evolution`)")
@@ -213,7 +197,7 @@ def eigenvalue_trajectories(results, run):
         a.set_yscale("log")
     a.set_ylabel(r"$\lambda_i$")
     nearest: dict[int, tuple[int, float]] = {}  # later step b → (closest earlier step a, overlap)
-    for a_, b_, arr in (_pairs(results) if results.keys("evolution/step_") else []):
+    for a_, b_, arr in (_pairs(results) if results.by_step("evolution") else []):
         if a_ >= nearest.get(b_, (-1, 0.0))[0]:
             nearest[b_] = (a_, float(arr["subspace_overlap"]))
     steps_b = sorted(nearest)
@@ -226,7 +210,7 @@ def eigenvalue_trajectories(results, run):
 
 @register("density_evolution", caption="Hessian spectral density (SLQ, Gaussian kernel) against the step, "
           "on one common eigenvalue grid; colour: log₁₀ density.")
-@_styled
+@styled
 def density_evolution(results, run):
     if results is None or not results.is_complete("evolution/density"):
         raise MissingData("no evolution/density table (run `landscape hessian --density`, then `landscape evolution`)")
@@ -246,7 +230,7 @@ def density_evolution(results, run):
 @register("trajectory_eigenbasis", caption="Training in the eigenbasis of a reference Hessian: the distance "
           "v_iᵀ(θ_t − θ_ref) along each eigendirection against the step (left; dotted: settling step), and "
           "the stationary oscillation amplitude against η·λ_i (right; dashed: the stability threshold).")
-@_styled
+@styled
 def trajectory_eigenbasis(results, run):
     ref, tr = _last(results, "trajectory", "eigenbasis")
     C, steps, lam = np.asarray(tr["coordinates"]), np.asarray(tr["steps"]), np.asarray(tr["eigenvalues"])

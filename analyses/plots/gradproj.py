@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyses.plots import MissingData, register
-from analyses.plots.sharpness import step_items, styled
-from analyses.plots.style import DIVERGING_CMAP, PALETTE, figure
+from analyses.plots import MissingData, by_step, register
+from analyses.plots.style import DIVERGING_CMAP, PALETTE, figure, styled
 
 MAX_PANELS = 8          # eigenvectors shown as histograms (evenly spaced when k is larger)
 NUM_BINS = 40
@@ -17,7 +16,7 @@ COS_FLOOR = 1e-6        # |cos| below this is drawn in the first bin (log axis)
 
 
 def _last_step(results) -> tuple[int, dict]:
-    items = {s: q["projections"] for s, q in step_items(results, "gradproj").items() if "projections" in q}
+    items = {s: q["projections"] for s, q in by_step(results, "gradproj").items() if "projections" in q}
     if not items:
         raise MissingData("no per-example gradient projections stored")
     step = max(items)
@@ -31,7 +30,7 @@ def _panel_indices(k: int) -> np.ndarray:
 @register("gradproj_cos", caption="Distribution over training examples of |cos| between each example's "
           "gradient and Hessian eigenvector v_j (last analysed step), one panel per eigenvalue λ_j; the "
           "dashed line is 1/√P, the |cos| of a random direction. A heavy right tail means a few examples "
-          "carry that direction; a narrow bump, many examples with a slight dependence (seed 003).")
+          "carry that direction; a narrow bump, many examples with a slight dependence.")
 @styled
 def gradproj_cos(results, run):
     step, a = _last_step(results)

@@ -7,40 +7,13 @@ Stored layout read here (written by ``landscape sharpness`` / ``sharpness-study`
 
 from __future__ import annotations
 
-import functools
-
-import matplotlib.pyplot as plt
 import numpy as np
 
-from analyses.plots import MissingData, register
-from analyses.plots.style import PALETTE, RC, figure
+from analyses.plots import MissingData, by_step, register
+from analyses.plots.style import PALETTE, figure, styled
 
 SPREAD_QUANTILES = (10, 90)  # percentiles of the per-direction changes drawn as a band
 MAX_SCATTER_PANELS = 6       # measures shown as scatter plots (largest |τ| first)
-
-
-def styled(draw):
-    """Run a drawing function inside the paper style, so titles and legends made after
-    :func:`~analyses.plots.style.figure` get the paper sizes too."""
-    @functools.wraps(draw)
-    def wrapper(*args, **kwargs):
-        with plt.rc_context(RC):
-            return draw(*args, **kwargs)
-    return wrapper
-
-
-def step_items(results, analysis: str) -> dict[int, dict[str, dict]]:
-    """``{step: {quantity: arrays}}`` for every complete item ``analysis/step_XXXXXXXX/quantity``."""
-    if results is None:
-        raise MissingData("no results file given")
-    out: dict[int, dict[str, dict]] = {}
-    for key in results.keys(f"{analysis}/"):
-        parts = key.split("/")
-        if len(parts) == 3 and parts[1].startswith("step_"):
-            out.setdefault(int(parts[1][5:]), {})[parts[2]] = results.read_item(key)[0]
-    if not out:
-        raise MissingData(f"no '{analysis}' results in the file")
-    return out
 
 
 def _probe_line(ax, arrays, color, label):
@@ -66,7 +39,7 @@ def _reference(ax, arrays, curv, color):
           "(Gaussian directions only).")
 @styled
 def sharpness_radius(results, run):
-    items = step_items(results, "sharpness")
+    items = by_step(results, "sharpness")
     kinds = sorted({q for v in items.values() for q in v if q.startswith("probes_")})
     if not kinds:
         raise MissingData("no random-direction probes stored")

@@ -24,10 +24,10 @@ MAX_PANELS = 4           # density panels (steps spread over those stored)
 def _items(results, quantity: str) -> list[tuple[int, str]]:
     if results is None:
         raise MissingData("no results file given")
-    keys = [k for k in results.keys("hessian/") if k.endswith("/" + quantity)]
-    if not keys:
+    found = results.items("hessian", quantity)
+    if not found:
         raise MissingData(f"the results file holds no hessian {quantity} items (run `landscape hessian`)")
-    return sorted((int(k.split("/")[1].removeprefix("step_")), k) for k in keys)
+    return found
 
 
 def gaussian_density(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray, sigma: float) -> np.ndarray:

@@ -7,6 +7,7 @@ saved as vector PDF and as PNG (for the HTML report).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import matplotlib
@@ -35,6 +36,16 @@ RC = {
     "legend.frameon": False, "savefig.bbox": "tight", "savefig.pad_inches": 0.02,
     "figure.dpi": 100, "savefig.dpi": 200, "pdf.fonttype": 42,
 }
+
+
+def styled(draw):
+    """Run a drawing function inside the paper style, so titles and legends made after
+    :func:`figure` get the paper sizes too."""
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(RC):
+            return draw(*args, **kwargs)
+    return wrapper
 
 
 def figure(width: str = "single", aspect: float = GOLDEN, ncols: int = 1, nrows: int = 1, **kw):

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyses.plots import MissingData, register
-from analyses.plots.sharpness import step_items, styled
-from analyses.plots.style import PALETTE, SEQUENTIAL_CMAP, figure
+from analyses.plots import MissingData, by_step, register
+from analyses.plots.style import PALETTE, SEQUENTIAL_CMAP, figure, styled
 
 NUM_LEVELS = 25  # contour levels, spaced in log(loss) when every loss is positive
 
 
 def _surfaces(results, dims: int) -> list[tuple[int, str, dict]]:
-    found = [(step, name, a) for step, q in sorted(step_items(results, "surface").items())
+    found = [(step, name, a) for step, q in sorted(by_step(results, "surface").items())
              for name, a in sorted(q.items()) if ("ys" in a) == (dims == 2)]
     if not found:
         raise MissingData(f"no {dims}-D surface stored")

@@ -2,14 +2,16 @@
 
 Public API::
 
-    from landscape.io import provenance, RunWriter, RunFile, ResultsFile, file_kind, sha256_array
+    from landscape.io import provenance, RunWriter, RunFile, ResultsFile, file_kind, sha256_array, step_key
 
 * :class:`RunWriter` — the trainer's append-only log of one run (parameter snapshots with
   checksums, minibatch indices, augmentation seeds, metrics), committed in units that
   survive a SIGKILL; ``mode="create" | "resume" | "overwrite"``.
 * :class:`RunFile` — a read-only, checksum-verifying view of the committed part of a run
   file, usable while training goes on.
-* :class:`ResultsFile` — analysis outputs, one resumable group per item, bound to its run.
+* :class:`ResultsFile` — analysis outputs, one resumable group per item, bound to its run;
+  :func:`step_key` names a per-step item and ``ResultsFile.items``/``by_step`` list them
+  by step (the only place that knows how keys are spelled).
 * :func:`file_kind` — ``"run"`` or ``"results"``; :func:`provenance` — software, machine,
   command and source tree; :func:`sha256_array` — the checksum used for stored vectors.
 
@@ -27,7 +29,7 @@ import os
 from landscape.io import _h5, schema
 from landscape.io._h5 import sha256_array
 from landscape.io.provenance import provenance
-from landscape.io.results import ResultsFile
+from landscape.io.results import ResultsFile, step_key
 from landscape.io.runfile import RunFile
 from landscape.io.runwriter import RunWriter
 
@@ -44,4 +46,4 @@ def file_kind(path) -> str:
         return schema.FILE_KINDS[_h5.read_schema(f, path)]
 
 
-__all__ = ["RunWriter", "RunFile", "ResultsFile", "file_kind", "provenance", "sha256_array", "schema"]
+__all__ = ["RunWriter", "RunFile", "ResultsFile", "file_kind", "provenance", "sha256_array", "schema", "step_key"]

@@ -1,6 +1,6 @@
 """The run-file layout: create it up front, read and write its committed counters.
 
-All datasets are created here, once, when the file is created (R2 of reliability.md):
+All datasets are created here, once, when the file is created (docs/file-formats.md):
 appending rows only resizes them, so the object count of a run file never changes. Every
 appendable dataset is chunked with the fletcher32 checksum filter, so a flipped bit in
 any stored row (not only in parameters) fails the read instead of returning wrong data.

@@ -1,7 +1,7 @@
 """Provenance: what produced a file (software, hardware, command, source tree, time).
 
 Stored as JSON with every run file and every results item, so a number can be traced to
-the code and machine that computed it (R7 of ``shared/research/reliability.md``).
+the code and machine that computed it (docs/file-formats.md).
 """
 
 from __future__ import annotations

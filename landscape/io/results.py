@@ -21,12 +21,32 @@ One process writes a results file at a time (the HDF5 file lock enforces it); re
 from __future__ import annotations
 
 import os
+import re
 
 import h5py
+import numpy as np
 
 from landscape.errors import ConfigMismatchError, FileFormatError, InputError, OutputExistsError
 from landscape.io import _atomic, _blocks, _h5, _items, schema
 from landscape.io.provenance import provenance, utc_now
+
+
+_STEP_KEY = re.compile(r"^(?P<analysis>[^/]+)/step_(?P<step>\d+)/(?P<quantity>[^/]+)$")
+
+
+def step_key(analysis: str, step: int, quantity: str) -> str:
+    """The canonical key of a per-step item, ``analysis/step_00000123/quantity``.
+
+    Analyses store one item per (step, quantity); read them back with
+    :meth:`ResultsFile.items` or :meth:`ResultsFile.by_step`, never by parsing keys.
+    """
+    return f"{analysis}/step_{int(step):08d}/{quantity}"
+
+
+def _split_step_key(key: str) -> tuple[str, int, str] | None:
+    """``(analysis, step, quantity)`` of a per-step key, None for any other key."""
+    m = _STEP_KEY.match(key)
+    return None if m is None else (m["analysis"], int(m["step"]), m["quantity"])
 
 
 class ResultsFile:
@@ -211,6 +231,21 @@ class ResultsFile:
 
         return self._reading(read)
 
+    def items(self, analysis: str, quantity: str) -> list[tuple[int, str]]:
+        """``[(step, key)]`` of the complete items ``analysis/step_*/quantity``, by step."""
+        return [(step, key) for step, q, key in self._step_items(analysis) if q == quantity]
+
+    def by_step(self, analysis: str) -> dict[int, dict[str, str]]:
+        """``{step: {quantity: key}}`` of the complete per-step items of ``analysis``, steps ascending."""
+        out: dict[int, dict[str, str]] = {}
+        for step, quantity, key in self._step_items(analysis):
+            out.setdefault(step, {})[quantity] = key
+        return out
+
+    def _step_items(self, analysis: str) -> list[tuple[int, str, str]]:
+        parts = (_split_step_key(k) for k in self.keys(analysis + "/"))
+        return sorted((step, q, step_key(a, step, q)) for a, step, q in (p for p in parts if p) if a == analysis)
+
     # --- block datasets -------------------------------------------------------------------
     def create_block_dataset(self, key: str, name: str, shape, dtype, block_rows: int, *,
                              attrs: dict | None = None) -> None:
@@ -248,6 +283,23 @@ class ResultsFile:
             raise InputError(f"no block dataset {name!r} in item {key!r} of {self.path}; "
                              "create it with create_block_dataset")
         return _blocks.done(g, name)
+
+    def read_block_dataset(self, key: str, name: str) -> np.ndarray:
+        """All rows of the block dataset ``name`` of item ``key`` (complete or not).
+
+        Raises:
+            InputError: no such block dataset, or blocks of it are still missing.
+        """
+        done = self.blocks_done(key, name)
+        if not done.all():
+            raise InputError(f"block dataset {name!r} of {key!r} in {self.path} misses "
+                             f"{int((~done).sum())} of {len(done)} blocks; rerun the job to finish it")
+
+        def read():
+            with _h5.h5_errors(self.path, f"{key}/{name}", corrupt=True):
+                return self._item(key)[name][...]
+
+        return self._reading(read)
 
     def _writable(self) -> None:
         if self.mode != "a":

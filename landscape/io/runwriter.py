@@ -1,7 +1,7 @@
 """RunWriter: the trainer's append-only, crash-consistent log of one training run.
 
 Layout: see :mod:`landscape.io.schema` and ``docs/file-formats.md``. The protocol
-(reliability.md §1.5, R1/R2/R4):
+(docs/file-formats.md, "Commit semantics"):
 
 * every dataset is created with the file, under a temporary name, and the file gets its
   final name only once its schema is flushed (and fsynced): a kill never leaves a

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from analyses.runner import step_key
+from landscape.io import step_key
 
 
 def dense_eigenpairs(run, step: int, k: int) -> tuple[np.ndarray, np.ndarray]:

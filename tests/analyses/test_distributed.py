@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from analyses.distributed import (SINGLE, DistContext, RankResults, all_reduce_sum, broadcast_array, broadcast_bool,
+from analyses.driver.distributed import (SINGLE, DistContext, RankResults, all_reduce_sum, broadcast_array, broadcast_bool,
                                   init_from_env, shard, shard_bounds, shutdown)
 from landscape.errors import InputError
 from landscape.io import ResultsFile

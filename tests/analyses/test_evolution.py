@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from analyses.spectrum_evolution import (compare, density_evolution, density_on_grid, eigenvalue_table, overlap,
+from analyses.evolution import (compare, density_evolution, density_on_grid, eigenvalue_table, overlap,
                                          principal_angles, step_pairs)
 from landscape.errors import InputError
 
@@ -115,7 +115,7 @@ def _main(*argv):
 
 
 def test_evolution_command_end_to_end(eigen_all_steps, tmp_path, capsys):
-    from analyses.runner import step_key
+    from landscape.io import step_key
     from landscape.io import ResultsFile
 
     res = _copy(eigen_all_steps[0], tmp_path)
@@ -148,7 +148,7 @@ def test_evolution_figures_draw_from_stored_results(eigen_all_steps, tmp_path):
     import matplotlib.pyplot as plt
 
     from analyses.plots import MissingData, all_figures
-    from analyses.runner import step_key
+    from landscape.io import step_key
     from landscape.io import ResultsFile
 
     res = _copy(eigen_all_steps[0], tmp_path)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from analyses.gradient_projection import gradient_projections
+from analyses.gradproj import gradient_projections
 from landscape.curvature import dense_hessian
 from landscape.errors import InputError
 from landscape.objective import Objective

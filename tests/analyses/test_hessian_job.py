@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from analyses import hessian_job as hj
+from analyses import hessian as hj
 from analyses.cli import main
 from landscape.errors import InputError
 from landscape.io import ResultsFile, RunFile

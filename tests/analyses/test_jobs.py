@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from analyses.cli import main
-from analyses.jobs import slurm
-from analyses.jobs.merge import find_parts, merge_results
+from analyses.driver.jobs import slurm
+from analyses.driver.jobs.merge import find_parts, merge_results
 from landscape.errors import ConfigMismatchError, InputError, LandscapeError
 from landscape.io import ResultsFile
 

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, hessian
 
-from analyses.eigen_fits import FunctionalForm, fit_curves
-from analyses.eigen_linesearch import (TGrid, along, curvature, curve_minima, minibatch_statistics, minibatches,
+from analyses.linesearch.fits import FunctionalForm, fit_curves
+from analyses.linesearch.curves import (TGrid, along, curvature, curve_minima, minibatch_statistics, minibatches,
                                        select_directions, taylor_fit)
-from analyses.eigen_zoom import roughness, zoom
-from analyses.quadratic_check import quadratic_check, random_unit_directions
+from analyses.linesearch.zoom import roughness, zoom
+from analyses.linesearch.quadratic_check import quadratic_check, random_unit_directions
 from landscape.errors import InputError
 from landscape.models import build_model
 from landscape.objective import Objective

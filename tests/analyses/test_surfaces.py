@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from analyses import surfaces as S
+from analyses import surface as S
 from landscape.curvature import dense_hessian
 from landscape.errors import InputError
 from landscape.objective import Objective
@@ -153,7 +153,7 @@ def test_cli_1d_difference_reaches_the_other_checkpoint(tiny_run, tmp_path):
 
 
 def test_cli_resumes_a_killed_grid(tiny_run, tmp_path, monkeypatch):
-    import analyses.commands.surface as cmd
+    import analyses.cli.surface as cmd
 
     out, full = tmp_path / "killed.h5", tmp_path / "full.h5"
     args = ("--grid", "3", "--directions", "gaussian,gaussian")

@@ -40,7 +40,7 @@ def cli_args(cfg_changes: dict | None = None, **extra) -> list[str]:
 
 # The child runs the `landscape train` command module directly: the same code as the CLI
 # without importing every other subcommand (start-up time matters on a loaded machine).
-CHILD = ("import argparse, sys; from analyses.commands import train as cmd; "
+CHILD = ("import argparse, sys; from analyses.cli import train as cmd; "
          "p = argparse.ArgumentParser(); cmd.add_arguments(p); sys.exit(cmd.run(p.parse_args(sys.argv[1:])))")
 
 

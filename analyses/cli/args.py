@@ -1,0 +1,81 @@
+"""Argument groups and parsers that several commands share (not a command itself).
+
+A command that analyses saved checkpoints typically does::
+
+    def add_arguments(p):
+        add_run_args(p)            # RUN.h5, --steps, --out
+        add_objective_args(p)      # --subset, --bn, --params, --batch-size
+        add_device_args(p)         # --device, --dtype
+
+    def run(args):
+        cfg = SomeConfig(...)                                   # arguments → config
+        with open_run_inputs(args.run, args.steps, device=args.device,
+                             options=ObjectiveOptions.from_args(args)) as inp:
+            ...                                                 # → the driver
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from analyses.driver.inputs import BN_MODES, DTYPES, default_device
+from landscape.errors import InputError
+
+
+def add_run_args(p: argparse.ArgumentParser, *, steps: str = "last", out: bool = True) -> None:
+    """``RUN.h5``, ``--steps SPEC`` and (optionally) ``--out RESULTS.h5``."""
+    p.add_argument("run", metavar="RUN.h5", help="the run file written by `landscape train`")
+    p.add_argument("--steps", default=steps, metavar="SPEC",
+                   help="saved steps: a list (0,100), ranges (100:2000), 'all', 'last', 'first' or "
+                        f"every n-th saved step (every:5); default {steps!r}")
+    if out:
+        p.add_argument("--out", required=True, metavar="RESULTS.h5",
+                       help="results file (created, or extended: finished items are skipped)")
+
+
+def add_objective_args(p: argparse.ArgumentParser) -> None:
+    """``--subset``, ``--bn``, ``--params``, ``--batch-size``: which loss the Hessian is of."""
+    p.add_argument("--subset", type=int, default=None, metavar="N",
+                   help="use N training examples (the run's fixed seeded subset; default: all)")
+    p.add_argument("--bn", choices=BN_MODES, default="eval",
+                   help="BatchNorm statistics: running (eval, a fixed function of θ) or per batch (train)")
+    p.add_argument("--params", default=None, metavar="PATTERN",
+                   help="comma-separated glob patterns on parameter names (e.g. 'fc.*'): the Hessian "
+                        "of those parameters only (a per-layer Hessian); default: all")
+    p.add_argument("--batch-size", type=int, default=1024, metavar="B",
+                   help="examples per forward pass (results do not depend on it); default 1024")
+
+
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    """``--device`` (default cuda if available) and ``--dtype``."""
+    p.add_argument("--device", default=default_device(),
+                   help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                   help="dtype of the model and the products (Lanczos itself runs in float64)")
+
+
+def floats(text: str) -> tuple[float, ...]:
+    """``"0.01,0.05"`` → ``(0.01, 0.05)``; InputError naming the bad entry."""
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise InputError(f"cannot read {text!r} as comma-separated numbers (e.g. 0.01,0.05,0.1)") from None
+
+
+def names(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
+    """Comma-separated choices; ``none`` or empty → []."""
+    chosen = [t.strip() for t in text.split(",") if t.strip() and t.strip() != "none"]
+    bad = [c for c in chosen if c not in allowed]
+    if bad:
+        raise InputError(f"{option}: unknown {', '.join(bad)}; choose from {', '.join(allowed)} (or none)")
+    return chosen
+
+
+def command_config(args) -> dict:
+    """The command line as a JSON-able dict (stored with every item as its ``config``)."""
+    return {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"}
+
+
+def report(summary, out: str) -> None:
+    """The closing line of a command that ran items."""
+    print(f"{len(summary.computed)} item(s) computed, {len(summary.skipped)} already complete; results in {out}")
