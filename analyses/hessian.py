@@ -253,7 +253,7 @@ class HessianWork:
         self.warm_start = warm_start
 
     def compute(self, step: int, quantity: str) -> Record:
-        """The record of one item, with the step's identifying attributes."""
+        """The record of one item, with the step's identifying attributes and a one-line summary."""
         obj = self.inputs.objective(step)
         try:
             rec = getattr(self, f"_{quantity}")(step, obj)
@@ -264,14 +264,15 @@ class HessianWork:
                          settings={**self.inputs.options.settings(), **self.cfg.settings(quantity)})
         if self.inputs.options.subset is not None:
             rec.arrays["subset_indices"] = self.inputs.indices
+        rec.summary = summarize(quantity, rec.arrays, rec.attrs)
         return rec
 
     def _eigen(self, step: int, obj) -> Record:
         prev = self.warm_start(step) if self.cfg.warm_start else None
         v0 = warm_start_vectors(None if prev is None else {"eigenvectors": prev[1]}, obj.spec.numel, self.cfg)
-        with self.progress(eigen_budget(self.cfg, obj.spec.numel), f"step {step} eigen") as bar:
-            rec = eigen_record(obj.hessian(obj.theta), self.cfg, v0=v0, on_matvec=lambda n: bar.update(n - bar.n),
-                               on_cycle=lambda info: bar.set_postfix(res=f"{info['max_residual']:.1e}"))
+        # The bar counts what is known: converged pairs out of k (the HVP budget is only a cap).
+        with self.progress(self.cfg.k, f"step {step} eigen", unit="pair") as bar:
+            rec = eigen_record(obj.hessian(obj.theta), self.cfg, v0=v0, on_cycle=_pairs_ticker(bar, self.cfg.tol))
         rec.attrs["warm_start_step"] = prev[0] if v0 is not None else -1
         return rec
 
@@ -300,3 +301,38 @@ class HessianWork:
         rec = dense_spectrum(self.store.results.read_block_dataset(key, "hessian"))
         rec.attrs.update(block_rows=rows, blocks_resumed=int(-(-P // rows) - len(todo)))
         return rec
+
+
+def _pairs_ticker(bar, tol: float):
+    """eigsh's per-step callback → the bar: converged pairs, HVPs so far, largest residual against tol."""
+    def tick(info: dict) -> None:
+        bar.n = int(info["num_converged"])
+        bar.set_postfix_str(f"{info['num_matvecs']} HVPs, residual {info['max_residual']:.1e} → {tol:.0e}",
+                            refresh=False)
+        bar.refresh()
+    return tick
+
+
+def _values(x, n: int = 5) -> str:
+    x = np.atleast_1d(np.asarray(x, dtype=np.float64))
+    shown = ", ".join(f"{v:.4g}" for v in x[:n])
+    return shown + (f", … ({len(x)})" if len(x) > n else "")
+
+
+def summarize(quantity: str, arrays: dict, attrs: dict) -> str:
+    """One line per stored item: what a user looks for first."""
+    if quantity == "eigen":
+        state = "converged" if arrays["converged"] else "NOT converged"
+        rel = float(np.nanmax(arrays["relative_residuals"])) if len(arrays["relative_residuals"]) else float("nan")
+        return (f"λ = {_values(arrays['eigenvalues'])}; max residual/‖H‖ {rel:.1e} (tol {attrs['tol']:.0e}, "
+                f"{state}, {arrays['num_matvecs']} HVPs)")
+    if quantity == "trace":
+        return f"tr H = {arrays['value']:.6g} ± {arrays['stderr']:.2g} ({attrs['method']}, {arrays['num_matvecs']} HVPs)"
+    if quantity == "density":
+        nodes = np.asarray(arrays["nodes"])
+        return (f"SLQ density over [{nodes.min():.4g}, {nodes.max():.4g}] ({nodes.shape[0]} probes × "
+                f"{nodes.shape[1]} steps, {arrays['num_matvecs']} HVPs)")
+    if quantity == "dense":
+        lam = np.asarray(arrays["eigenvalues"])
+        return f"all {len(lam)} eigenvalues in [{lam.min():.4g}, {lam.max():.4g}], tr H = {arrays['trace']:.6g}"
+    return "done"

@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0
+    from analyses.driver import progress
+
+    progress.configure(getattr(args, "progress", None))
     try:
         return int(args._run(args) or 0)
     except LandscapeError as err:
@@ -90,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"landscape {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:     # `landscape info FILE | head`: the reader left; no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        progress.configure(None)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,9 @@ def add_run_args(p: argparse.ArgumentParser, *, steps: str = "last", out: bool =
 
 def add_objective_args(p: argparse.ArgumentParser) -> None:
     """``--subset``, ``--bn``, ``--params``, ``--batch-size``: which loss the Hessian is of."""
-    p.add_argument("--subset", type=int, default=None, metavar="N",
-                   help="use N training examples (the run's fixed seeded subset; default: all)")
+    p.add_argument("--subset", type=subset_size, default=None, metavar="N",
+                   help="use N training examples (the run's fixed seeded subset) or 'all'; default: all "
+                        "(analyses of stored eigenpairs: the eigenpairs' own subset)")
     p.add_argument("--bn", choices=BN_MODES, default="eval",
                    help="BatchNorm statistics: running (eval, a fixed function of θ) or per batch (train)")
     p.add_argument("--params", default=None, metavar="PATTERN",
@@ -46,12 +47,38 @@ def add_objective_args(p: argparse.ArgumentParser) -> None:
                    help="examples per forward pass (results do not depend on it); default 1024")
 
 
+def subset_size(text: str):
+    """``--subset``: a positive number of examples, or ``all``."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of examples or 'all', got {text!r}") from None
+
+
 def add_device_args(p: argparse.ArgumentParser) -> None:
     """``--device`` (default cuda if available) and ``--dtype``."""
     p.add_argument("--device", default=default_device(),
                    help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
                    help="dtype of the model and the products (Lanczos itself runs in float64)")
+
+
+def add_progress_args(p: argparse.ArgumentParser) -> None:
+    """``--progress`` / ``--no-progress`` (default: bars only when stderr is a terminal)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--progress", dest="progress", action="store_const", const=True, default=None,
+                   help="show progress bars even when stderr is not a terminal (default: only on a terminal)")
+    g.add_argument("--no-progress", dest="progress", action="store_const", const=False,
+                   help="no progress bars")
+
+
+def add_recompute_arg(p: argparse.ArgumentParser) -> None:
+    """``--recompute``: replace stored items instead of skipping them (or refusing other settings)."""
+    p.add_argument("--recompute", action="store_true",
+                   help="recompute the asked items even if the results file holds them (replacing them, "
+                        "also when they were computed with other options); default: skip finished items")
 
 
 def floats(text: str) -> tuple[float, ...]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 from functools import partial
 
-from analyses.cli.args import add_device_args, add_objective_args, add_run_args, command_config, report
+from analyses.cli.args import (add_device_args, add_objective_args, add_progress_args, add_recompute_arg,
+                               add_run_args, command_config, report)
 from analyses.driver.eigen import eigen_key, open_eigen_and_out, read_eigen
 from analyses.driver.inputs import ObjectiveOptions, open_run_inputs
 from analyses.driver.runner import Item, run_items
@@ -32,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eigen", default=None, metavar="RESULTS.h5",
                    help="results file holding hessian/step_*/eigen (default: the --out file)")
     p.add_argument("--k", type=int, default=None, help="use the top k stored eigenvectors (default: all)")
+    add_recompute_arg(p)
+    add_progress_args(p)
 
 
 def run(args) -> int:
@@ -50,8 +53,10 @@ def run(args) -> int:
         work = GradProjWork(inp, eigen_at, lambda step: {"file": eig_file.path, "key": eigen_key(step)})
         settings = {**options.settings(), "k": args.k}
         keys = {step_key(NAME, s, "projections"): s for s in inp.steps}
-        check_settings(results, {key: settings for key in keys})
+        if not args.recompute:
+            check_settings(results, {key: settings for key in keys})
         items = [Item(key, partial(work.compute, s, settings), label=key) for key, s in keys.items()]
-        summary = run_items(results, items, config=command_config(args), source=inp.source, device=inp.device)
+        summary = run_items(results, items, config=command_config(args), source=inp.source, device=inp.device,
+                            recompute=args.recompute)
     report(summary, args.out)
     return 0

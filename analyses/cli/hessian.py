@@ -17,7 +17,8 @@ from functools import partial
 
 import numpy as np
 
-from analyses.cli.args import add_device_args, add_objective_args, add_run_args, report
+from analyses.cli.args import (add_device_args, add_objective_args, add_progress_args, add_recompute_arg,
+                               add_run_args, report)
 from analyses.driver.distributed import RankResults, init_from_env, shutdown
 from analyses.driver.eigen import warm_starts
 from analyses.driver.inputs import ObjectiveOptions, check_device, open_results, open_run_inputs
@@ -57,6 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--dense-max-params", type=int, default=10_000, metavar="P",
                    help="refuse --dense above this many parameters; default 10000")
     p.add_argument("--seed", type=int, default=0, help="seed of the random starts and probes; default 0")
+    add_recompute_arg(p)
+    add_progress_args(p)
 
 
 def _density(values: list[int] | None) -> dict:
@@ -93,8 +96,8 @@ def job_config(args) -> HessianJobConfig:
 
 def item_config(args, cfg: HessianJobConfig) -> dict:
     """The configuration stored with every item."""
-    return {**cfg.as_dict(), "bn": args.bn, "subset": args.subset, "params": args.params,
-            "dtype": args.dtype, "batch_size": args.batch_size}
+    options = ObjectiveOptions.from_args(args)
+    return {**cfg.as_dict(), **options.settings(), "batch_size": options.batch_size}
 
 
 def run(args) -> int:
@@ -118,15 +121,16 @@ def _run(args, cfg: HessianJobConfig, inp) -> int:
     results = open_results(args.out, inp) if ctx.is_writer else None
     try:
         if results is not None:
-            check_settings(results, family_settings(results, cfg, inp))
-        bars = lambda total, desc: progress(total, desc, enabled=ctx.is_writer)  # noqa: E731
+            asked = set() if not args.recompute else {k for s in inp.steps for k in cfg.keys(s)}
+            check_settings(results, family_settings(results, cfg, inp, replaced=asked))
+        bars = lambda total, desc, unit="HVP": progress(total, desc, enabled=ctx.is_writer, unit=unit)  # noqa: E731
         store = RankResults(ctx, results)
         work = HessianWork(inp, cfg, store, warm_starts(store), bars)
         items = [Item(key, partial(work.compute, step, q), label=key)
                  for step in inp.steps for q, key in zip(cfg.quantities(), cfg.keys(step))]
         log = print if ctx.is_writer else (lambda _msg: None)
         summary = run_items(work.store, items, config=item_config(args, cfg), source=inp.source, device=ctx.device,
-                            log=log)
+                            log=log, recompute=args.recompute)
     finally:
         if results is not None:
             results.close()
@@ -135,18 +139,19 @@ def _run(args, cfg: HessianJobConfig, inp) -> int:
     return 0
 
 
-def family_settings(results, cfg: HessianJobConfig, inp) -> dict:
+def family_settings(results, cfg: HessianJobConfig, inp, *, replaced=frozenset()) -> dict:
     """Per quantity, the first stored item of that quantity (any step) → the settings asked now.
 
     Hessian items of one quantity are compared across steps (a density at step 100 and one
     at step 200 must use the same probes to be comparable), so one stored item per quantity
-    stands for all. Dense blocks carry their own fingerprint.
+    stands for all; items about to be ``replaced`` (``--recompute``) do not count. Dense blocks
+    carry their own fingerprint.
     """
     wanted = {}
     for q in cfg.quantities():
-        stored = results.items("hessian", q)
+        stored = [key for _, key in results.items("hessian", q) if key not in replaced]
         if stored and q != "dense":
-            wanted[stored[0][1]] = {**inp.options.settings(), **cfg.settings(q)}
+            wanted[stored[0]] = {**inp.options.settings(), **cfg.settings(q)}
     return wanted
 
 

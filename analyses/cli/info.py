@@ -17,6 +17,7 @@ HELP = "describe a run file or a results file (--json: machine-readable, with pa
 
 MAIN_ATTRS = ("step", "analysis", "kind", "bn", "seed", "k", "which", "num_matvecs", "converged", "wall_time")
 MAX_LISTED = 12  # snapshot steps shown in the text summary (first and last few)
+MAX_INLINE = 12  # 1-D arrays up to this length are shown by value (eigenvalues, residuals, radii, …)
 
 
 def add_arguments(p) -> None:
@@ -60,18 +61,25 @@ def results_info(path) -> dict:
         for key in f.keys():
             arrays, attrs = f.read_item(key)
             items[key] = {"arrays": {k: list(getattr(v, "shape", ())) for k, v in arrays.items()},
-                          "values": {k: _scalar(v) for k, v in arrays.items() if _scalar(v) is not None},
+                          "values": {k: _shown(v) for k, v in arrays.items() if _shown(v) is not None},
                           **{k: attrs[k] for k in MAIN_ATTRS if k in attrs}}
         incomplete = sorted(set(f.keys(complete_only=False)) - set(items))
     return {"kind": "results", "path": str(path), "items": items, "incomplete": incomplete}
 
 
-def _scalar(v):
-    """A 0-d numeric array's value as a Python number (shown inline: the trace, λ_max, …), else None."""
+def _shown(v):
+    """What is shown by value: a 0-d number (the trace, λ_max, …) or a short 1-D numeric array
+    (the eigenvalues and their residuals, …) as a list; None for anything larger."""
     a = np.asarray(v)
-    if a.ndim != 0 or a.dtype.kind not in "biuf":
+    if a.dtype.kind not in "biuf" or a.ndim > 1 or (a.ndim == 1 and len(a) > MAX_INLINE):
         return None
-    return a.item()
+    return a.item() if a.ndim == 0 else a.tolist()
+
+
+def _value(v) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(f"{x:.4g}" for x in v) + "]"
+    return f"{v:.6g}"
 
 
 def format_info(info: dict) -> str:
@@ -125,7 +133,7 @@ def _format_results(i: dict) -> str:
     for key, item in i["items"].items():
         attrs = ", ".join(f"{k}={item[k]}" for k in MAIN_ATTRS if k in item)
         values = item.get("values", {})
-        shapes = ", ".join(f"{k}={values[k]:.6g}" if k in values else f"{k}{tuple(s)}"
+        shapes = ", ".join(f"{k}{tuple(s) if s else ''}" + (f"={_value(values[k])}" if k in values else "")
                            for k, s in item["arrays"].items())
         lines.append(f"  {key}: {shapes}" + (f"  [{attrs}]" if attrs else ""))
     if i["incomplete"]:

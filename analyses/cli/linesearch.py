@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from dataclasses import asdict
 
-from analyses.cli.args import add_device_args, add_objective_args, add_run_args, report
+from analyses.cli.args import (add_device_args, add_objective_args, add_progress_args, add_recompute_arg,
+                               add_run_args, report)
 from analyses.driver.eigen import check_eigen_steps, open_eigen_and_out, read_eigen
 from analyses.driver.inputs import ObjectiveOptions, open_run_inputs
 from analyses.driver.runner import run_items
 from analyses.driver.settings import check_settings
-from analyses.linesearch import ITEM_FIELDS, LineSearchConfig, LineSearchWork, parse_form
+from analyses.linesearch import ITEM_FIELDS, LineSearchConfig, LineSearchWork, parse_form, subset_mismatch
 
 NAME = "linesearch"
 HELP = "loss along Hessian eigenvectors: full-data and minibatch curves, fits, dense zoom, random-direction check"
@@ -63,6 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q = p.add_argument_group("quadratic-independence check in random directions")
     q.add_argument("--random-directions", type=int, default=0, metavar="N", help="default 0 (none)")
     q.add_argument("--parting-rtol", type=float, default=0.1, help="relative error where predictions part")
+    add_recompute_arg(p)
+    add_progress_args(p)
 
 
 def config_from_args(args) -> LineSearchConfig:
@@ -79,11 +83,15 @@ def run(args) -> int:
             open_eigen_and_out(args.eigen, args.out, inp.run_id) as (eig_file, out):
         check_eigen_steps(eig_file, inp.steps)
         load = lambda key: out.read_item(key)[0]  # noqa: E731
-        works = [LineSearchWork(inp, cfg, read_eigen(eig_file, s, param_sha256=inp.param_sha256(s)), load, form)
-                 for s in inp.steps]
-        check_settings(out, {w.key(q): w.settings(q) for w in works for q in ITEM_FIELDS})
+        eigens = [read_eigen(eig_file, s, param_sha256=inp.param_sha256(s)) for s in inp.steps]
+        for warning in filter(None, (subset_mismatch(cfg.subset, e) for e in eigens)):
+            print(f"landscape linesearch: warning: {warning}", file=sys.stderr)
+        works = [LineSearchWork(inp, cfg, e, load, form) for e in eigens]
+        if not args.recompute:
+            check_settings(out, {w.key(q): w.settings(q) for w in works for q in ITEM_FIELDS})
         items = [item for w in works for item in w.items()]
         source = {**inp.source, "eigen": eig_file.path}
-        summary = run_items(out, items, config=asdict(works[0].cfg), source=source, device=inp.device)
+        summary = run_items(out, items, config=asdict(works[0].cfg), source=source, device=inp.device,
+                            recompute=args.recompute)
     report(summary, args.out)
     return 0

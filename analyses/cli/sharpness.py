@@ -20,9 +20,10 @@ import argparse
 from functools import partial
 
 from analyses import sharpness as S
-from analyses.cli.args import (add_device_args, add_objective_args, add_run_args, command_config, floats, names,
-                               report)
+from analyses.cli.args import (add_device_args, add_objective_args, add_progress_args, add_recompute_arg,
+                               add_run_args, command_config, floats, names, report)
 from analyses.driver.inputs import ObjectiveOptions, open_results, open_run_inputs
+from analyses.driver.progress import showing
 from analyses.driver.runner import Item, run_items
 from analyses.driver.settings import check_settings, normal
 from landscape.io import step_key
@@ -54,6 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--eig-tol", type=float, default=1e-3, help="relative residual of λ_max; default 1e-3")
     c.add_argument("--trace-matvecs", type=int, default=99, help="HVPs of the Hutch++ trace; default 99")
     p.add_argument("--seed", type=int, default=0, help="seed of directions, starts and probes; default 0")
+    add_recompute_arg(p)
+    add_progress_args(p)
 
 
 def plan(args) -> dict[str, object]:
@@ -75,12 +78,14 @@ def run(args) -> int:
     options = ObjectiveOptions.from_args(args)
     with open_run_inputs(args.run, args.steps, device=args.device, options=options) as inp, \
             open_results(args.out, inp) as results:
-        work = S.SharpnessWork(inp)
+        work = S.SharpnessWork(inp, progress=showing())
         wanted = {step_key(NAME, s, q): (s, q, cfg) for s in inp.steps for q, cfg in quantities.items()}
         settings = {key: normal(S.item_settings(cfg, options.settings())) for key, (_, _, cfg) in wanted.items()}
-        check_settings(results, settings)
+        if not args.recompute:
+            check_settings(results, settings)
         items = [Item(key, partial(work.compute, s, q, cfg, settings[key]), label=key)
                  for key, (s, q, cfg) in wanted.items()]
-        summary = run_items(results, items, config=command_config(args), source=inp.source, device=inp.device)
+        summary = run_items(results, items, config=command_config(args), source=inp.source, device=inp.device,
+                            recompute=args.recompute)
     report(summary, args.out)
     return 0

@@ -27,7 +27,8 @@ from functools import partial
 import numpy as np
 
 from analyses import surface as SU
-from analyses.cli.args import add_device_args, add_objective_args, add_run_args, command_config, report
+from analyses.cli.args import (add_device_args, add_objective_args, add_progress_args, add_recompute_arg,
+                               add_run_args, command_config, report)
 from analyses.driver.eigen import open_eigen_and_out, read_eigen
 from analyses.driver.inputs import ObjectiveOptions, open_results, open_run_inputs
 from analyses.driver.progress import progress
@@ -59,6 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--points-per-call", type=int, default=16, help="grid points per batched forward; default 16")
     p.add_argument("--max-minutes", type=float, default=60.0, help="refuse grids estimated to take longer")
     p.add_argument("--seed", type=int, default=0, help="seed of random directions; default 0")
+    add_recompute_arg(p)
+    add_progress_args(p)
 
 
 def parse_axes(grid: str, span: str, dims: int) -> list[np.ndarray]:
@@ -102,7 +105,8 @@ def run(args) -> int:
             settings = {**options.settings(), "directions": tokens, "axes": [a.tolist() for a in axes],
                         "seed": args.seed, "keep_biasbn": args.keep_biasbn, "eta": args.eta}
             keys = {step_key(NAME, s, name): s for s in inp.steps}
-            check_settings(results, {key: settings for key in keys})
+            if not args.recompute:
+                check_settings(results, {key: settings for key in keys})
             spec = inp.spec
             builder = SU.DirectionBuilder(
                 inp.run, spec, lambda step: read_eigen(eig_file, step, param_sha256=inp.param_sha256(step),
@@ -114,6 +118,7 @@ def run(args) -> int:
                                   trajectory=not args.no_trajectory,
                                   progress=lambda total, desc: progress(total, desc, unit="pt"))
             items = [Item(key, partial(work.compute, s, key, settings), label=key) for key, s in keys.items()]
-            summary = run_items(results, items, config=command_config(args), source=inp.source, device=inp.device)
+            summary = run_items(results, items, config=command_config(args), source=inp.source, device=inp.device,
+                                recompute=args.recompute)
     report(summary, args.out)
     return 0

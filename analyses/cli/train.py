@@ -22,7 +22,7 @@ HELP = "train a network with SGD, logging every batch and saving snapshots to a 
 S = argparse.SUPPRESS  # only flags given on the command line reach the namespace
 # Fields a sibling run does not inherit from its parent (lineage, and values resolved from the length).
 NOT_INHERITED = ("init_from", "batches_from", "cosine_steps", "deterministic")
-RUNTIME = ("out", "resume", "overwrite", "no_progress", "no_fsync", "config", "data_dir")
+RUNTIME = ("out", "resume", "overwrite", "progress", "no_fsync", "config", "data_dir")
 
 
 def _ints(text: str) -> tuple:
@@ -119,7 +119,11 @@ def _run_args(g) -> None:
     g.add_argument("--init-from", default=S, metavar="RUN.h5", help="start from this run's step-0 parameters")
     g.add_argument("--batches-from", default=S, metavar="RUN.h5", help="replay this run's batches and aug seeds")
     g.add_argument("--config", default=S, metavar="FILE.json", help="start from a TrainConfig JSON file")
-    g.add_argument("--no-progress", action="store_true", default=S, help="no progress bar")
+    bars = g.add_mutually_exclusive_group()
+    bars.add_argument("--progress", dest="progress", action="store_const", const=True, default=S,
+                      help="show the progress bar even when stderr is not a terminal (default: only on a terminal)")
+    bars.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=S,
+                      help="no progress bar")
     g.add_argument("--no-fsync", action="store_true", default=S, help="do not fsync at snapshots (faster, kill-safe only)")
 
 
@@ -171,7 +175,9 @@ def run(args) -> int:
     from analyses.driver.inputs import check_device
     from checkpoints import train
 
-    progress, fsync = not getattr(args, "no_progress", False), not getattr(args, "no_fsync", False)
+    from analyses.driver.progress import showing
+
+    progress, fsync = showing(), not getattr(args, "no_fsync", False)
     if getattr(args, "resume", False):
         if getattr(args, "overwrite", False):
             raise InputError("--resume and --overwrite contradict each other; pass one of them")

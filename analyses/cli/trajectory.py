@@ -17,6 +17,7 @@ import argparse
 
 import numpy as np
 
+from analyses.cli.args import add_recompute_arg
 from analyses.driver.eigen import check_eigen_steps, eigen_steps, open_eigen_and_out, read_eigen
 from analyses.driver.runner import Item, run_items
 from analyses.driver.settings import check_settings
@@ -49,6 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                       ("alpha-drift", 0.01, float, "false-alarm rate of the drift test")):
         s.add_argument(f"--{name}", type=kind, default=default, help=f"{text}; default {default}")
     p.add_argument("--momentum", type=float, default=None, help="β for the threshold; default: the run's")
+    add_recompute_arg(p)
 
 
 def run(args) -> int:
@@ -64,10 +66,11 @@ def run(args) -> int:
             centre = _centre(out, eig_file, ref, idx) if args.center == "linesearch" else np.zeros(len(idx))
             config = _config(args, rf, ref, steps)
             key = step_key(NAME, ref, "eigenbasis")
-            check_settings(out, {key: {k: v for k, v in config.items() if k != "ref_step"}})
+            if not args.recompute:
+                check_settings(out, {key: {k: v for k, v in config.items() if k != "ref_step"}})
             item = Item(key, lambda: eigenbasis_record((rf.params(s) for s in steps), rf.params(ref), eig, idx,
                                                        steps, rf.step_metrics(), centre, config))
-            run_items(out, [item], config=config, source={**run_id, "eigen": eig_file.path})
+            run_items(out, [item], config=config, source={**run_id, "eigen": eig_file.path}, recompute=args.recompute)
     return 0
 
 

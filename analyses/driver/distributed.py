@@ -221,3 +221,7 @@ class RankResults:
     def write_block(self, *args, **kw) -> None:
         if self.ctx.is_writer:
             self.results.write_block(*args, **kw)
+
+    def remove_item(self, key: str) -> None:
+        if self.ctx.is_writer:
+            self.results.remove_item(key)

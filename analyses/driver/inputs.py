@@ -77,6 +77,10 @@ class ObjectiveOptions:
         """The options results depend on (``batch_size`` changes no number)."""
         return {"bn": self.bn, "subset": self.subset, "params": self.params, "dtype": self.dtype}
 
+    def __post_init__(self):
+        if self.subset == "all":           # ``--subset all``: every training example
+            object.__setattr__(self, "subset", None)
+
     @classmethod
     def from_args(cls, args) -> ObjectiveOptions:
         """The options a parsed command line gives (missing flags keep the defaults)."""

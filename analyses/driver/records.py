@@ -12,6 +12,7 @@ class Record:
 
     arrays: dict
     attrs: dict = field(default_factory=dict)
+    summary: str = ""   # one line for the log when the item is done (e.g. the top eigenvalues)
 
 
 @dataclass(frozen=True)

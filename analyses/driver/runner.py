@@ -27,26 +27,32 @@ class RunSummary:
 
 
 def run_items(results: ResultsFile, items: Iterable[Item], *, config: dict, source: dict,
-              device: str | None = None, log: Callable[[str], None] = print) -> RunSummary:
-    """Compute and store every item not yet complete in ``results``.
+              device: str | None = None, log: Callable[[str], None] = print,
+              recompute: bool = False) -> RunSummary:
+    """Compute and store every item not yet complete in ``results`` (all of them with ``recompute``).
 
     Args:
         results: an open results file (mode ``"a"``).
-        items: the plan; computed lazily, in order.
+        items: the plan, computed in order.
         config: the analysis configuration (stored as JSON with every item).
         source: where the inputs came from (run file path and checksum, step, BN mode...).
         device: the device the work ran on, for provenance.
-        log: where one-line progress messages go.
+        log: where one-line messages go: ``[i/n] key: summary (wall time)`` per computed item.
+        recompute: replace complete items instead of skipping them (each is removed just before
+            its replacement is computed, so a kill loses at most that item).
 
     Returns:
         The keys computed and skipped.
     """
     summary = RunSummary()
     prov = provenance(device)
-    for item in items:
+    items = list(items)
+    for i, item in enumerate(items, 1):
         if results.is_complete(item.key):
-            summary.skipped.append(item.key)
-            continue
+            if not recompute:
+                summary.skipped.append(item.key)
+                continue
+            results.remove_item(item.key)
         start = time.perf_counter()
         record = item.compute()
         wall = time.perf_counter() - start
@@ -54,7 +60,7 @@ def run_items(results: ResultsFile, items: Iterable[Item], *, config: dict, sour
                  "provenance": prov, "wall_time_s": wall}
         results.write_item(item.key, record.arrays, attrs)
         summary.computed.append(item.key)
-        log(f"{item.key}: done in {wall:.1f} s")
+        log(f"[{i}/{len(items)}] {item.key}: {record.summary or 'done'} ({wall:.1f} s)")
     if summary.skipped:
         log(f"skipped {len(summary.skipped)} item(s) already complete in {results.path}")
     return summary

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from analyses.driver.records import Item, Record
-from analyses.linesearch.curves import (TGrid, along, curve_minima, minibatch_statistics, minibatches,
-                                        select_directions)
+from analyses.linesearch.curves import (TGrid, along, check_fit_grid, curve_minima, minibatch_statistics,
+                                        minibatches, select_directions)
 from analyses.linesearch.fits import FunctionalForm, fit_curves
 from analyses.linesearch.quadratic_check import quadratic_check, random_unit_directions
 from analyses.linesearch.zoom import zoom, zoom_offsets
@@ -99,6 +99,7 @@ class LineSearchConfig:
             zoom_offsets(self.half_width, self.zoom_points)
         if min(self.zoom, self.random_directions, self.minibatch_size) < 0 or self.chunk < 1:
             raise InputError("--zoom, --random-directions and --minibatch-size must be ≥ 0, --chunk ≥ 1")
+        check_fit_grid(self.grid.values(), self.window)
 
 
 def parse_form(expr: str, p0: str = "") -> FunctionalForm:
@@ -156,8 +157,9 @@ class LineSearchWork:
 
     def __init__(self, inputs, cfg: LineSearchConfig, eig, load, form: FunctionalForm | None = None):
         params = cfg.params if cfg.params is not None else eig.config.get("params")
-        self.cfg = dataclasses.replace(cfg, params=params)
-        self.inputs = inputs.replace(params=params) if params != inputs.options.params else inputs
+        subset = same_subset(cfg.subset, eig)
+        self.cfg = dataclasses.replace(cfg, params=params, subset=subset)
+        self.inputs = inputs.replace(params=params, subset=subset)
         self.eig, self.load, self.form, self.step = eig, load, form, eig.step
         self.idx = select_directions(cfg.directions, eig.eigenvalues)
         self._obj, self._curves = None, None
@@ -216,7 +218,9 @@ class LineSearchWork:
             arrays.update(batch_loss=out["batch_loss"], batch_examples=self.indices()[batches],
                           **minibatch_statistics(ts, out["batch_loss"], lam, self.cfg.window))
         self._curves = arrays
-        return Record(arrays, {"step": self.step, "eigen_config": self.eig.config})
+        return Record(arrays, {**self.inputs.item_attrs(self.step), "eigen_config": self.eig.config},
+                      summary=f"{len(lam)} curves × {len(ts)} points on N = {obj.num_examples}; minima at "
+                              f"t* = {', '.join(f'{t:.3g}' for t in arrays['min_t'][:4])}")
 
     def fits(self) -> Record:
         c = self.curve_arrays()
@@ -240,6 +244,27 @@ class LineSearchWork:
                                    dtype=obj.dtype, device=obj.device)
         out = quadratic_check(obj, obj.theta, self.vectors(obj), U, ts, rtol=self.cfg.parting_rtol, chunk=self.cfg.chunk)
         return Record({"directions": self.idx.astype(np.int64), **out}, {"step": self.step})
+
+
+def same_subset(asked, eig) -> int | None:
+    """The training subset of the line search: the eigenpairs' own unless asked otherwise.
+
+    Curves, fits and the quadratic check compare against λ_i, the curvature of the loss *on the
+    examples the Hessian was computed on*; ``asked`` None means that subset, ``"all"`` every example.
+    """
+    if asked is None:
+        return eig.subset
+    return None if asked == "all" else int(asked)
+
+
+def subset_mismatch(asked, eig) -> str | None:
+    """A warning when the line search's examples are not the eigenpairs' (None when they are)."""
+    used = same_subset(asked, eig)
+    if used == eig.subset:
+        return None
+    name = lambda n: "all training examples" if n is None else f"a {n}-example subset"  # noqa: E731
+    return (f"step {eig.step}: the eigenpairs were computed on {name(eig.subset)}, the line search uses "
+            f"{name(used)}; curvatures are compared with λ of another loss (drop --subset to use the same)")
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

@@ -218,6 +218,21 @@ def taylor_fit(ts: np.ndarray, Y: np.ndarray, degree: int, window: float | None 
     return (c.T / s ** np.arange(degree + 1)).reshape(*lead, degree + 1), rms.reshape(lead)
 
 
+def check_fit_grid(ts: np.ndarray, window: float) -> None:
+    """Refuse, before any forward pass, a grid too coarse for the fits of the curves.
+
+    The small-t quadratic (and the minibatch curvatures) needs 3 points with |t| ≤ ``window``;
+    the quartic fit needs 5 points in all.
+    """
+    ts = np.asarray(ts, dtype=np.float64)
+    inside = int((np.abs(ts) <= window).sum())
+    if inside < 3:
+        raise InputError(f"the t-grid has {inside} point(s) with |t| ≤ {window:g} (the fit window); the curvature "
+                         "fit needs 3: raise --num-t, or widen --fit-window")
+    if len(ts) < 5:
+        raise InputError(f"the t-grid has {len(ts)} points; the quartic fit needs 5: raise --num-t")
+
+
 def curve_minima(ts: np.ndarray, Y: np.ndarray) -> dict:
     """Minimum of each curve ``(..., T)``: ``min_t``, ``min_loss`` (parabola-refined), ``bracketed``."""
     Y = np.asarray(Y, dtype=np.float64)
@@ -261,9 +276,22 @@ def minibatch_statistics(ts: np.ndarray, batch_loss: np.ndarray, eigenvalues: np
     for name, a in (("min_t", mins["min_t"]), ("curvature", curv)):
         out[f"{name}_mean"], out[f"{name}_std"] = a.mean(1), a.std(1, ddof=1) if a.shape[1] > 1 else np.zeros(len(a))
     out["corr_min_curvature"] = np.array([_pearson(m, c) for m, c in zip(mins["min_t"], curv)])
-    out["spearman_lambda_min_std"] = _spearman(eigenvalues, out["min_t_std"])
-    out["spearman_lambda_curvature"] = _spearman(eigenvalues, out["curvature_mean"])
+    for name, other in (("min_std", out["min_t_std"]), ("curvature", out["curvature_mean"])):
+        rho = _spearman(eigenvalues, other)
+        out[f"spearman_lambda_{name}"], out[f"spearman_lambda_{name}_ci"] = rho, spearman_interval(rho, len(other))
+    out["spearman_n"] = len(eigenvalues)
     return out
+
+
+def spearman_interval(rho: float, n: int, confidence: float = 0.95) -> np.ndarray:
+    """Confidence interval of Spearman's ρ over n pairs: Fisher's z with the variance 1.06/(n − 3)
+    of Fieller, Hartley & Pearson (1957); ``[NaN, NaN]`` for n ≤ 3 or an undefined ρ."""
+    if n <= 3 or not np.isfinite(rho):
+        return np.array([np.nan, np.nan])
+    from scipy.stats import norm
+
+    z, half = np.arctanh(np.clip(rho, -0.999999, 0.999999)), norm.ppf(0.5 + confidence / 2) * np.sqrt(1.06 / (n - 3))
+    return np.tanh([z - half, z + half])
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:

@@ -44,7 +44,8 @@ def linesearch_curves(results, run):
         lam = c["eigenvalues"][i]
         ax.plot(ts, c["loss"][i], color=PALETTE[0], label="loss")
         ax.plot(ts, L0[i] + c["slopes"][i] * ts + 0.5 * lam * ts**2, color=PALETTE[1], ls="--", label="quadratic")
-        ax.set_title(rf"$v_{{{int(c['directions'][i])}}}$, $\lambda$ = {lam:.3g}")
+        j = int(c["directions"][i]) + 1   # eigenpairs are numbered from 1 everywhere: λ₁ ≥ λ₂ ≥ …
+        ax.set_title(rf"$v_{{{j}}}$: $\lambda_{{{j}}}$ = {lam:.3g}")
         ax.set_xlabel("t")
     axes[0].set_ylabel(f"loss (step {step})")
     axes[0].legend()
@@ -64,16 +65,29 @@ def linesearch_minima(results, run):
     fig, (a, b) = figure("double", aspect=0.35, ncols=2)
     a.boxplot(list(c["batch_min_t"]), showfliers=False)
     a.set_xticks(range(1, len(lam) + 1), [f"{x:.2g}" for x in lam], rotation=45)
-    a.set_xlabel(r"$\lambda_i$")
+    a.set_xlabel(rf"$\lambda_i$ (each box: n = {np.shape(c['batch_min_t'])[1]} minibatches)")
     a.set_ylabel(f"minibatch minimum t* (step {step})")
     b.loglog(np.abs(lam), c["min_t_std"], "o", color=PALETTE[0], label="std of t*")
     b.errorbar(np.abs(lam), np.abs(c["curvature_mean"]), yerr=c["curvature_std"], fmt="s", color=PALETTE[1],
                label="|mean curvature| ± std")
     b.plot(np.abs(lam), np.abs(lam), ":", color="black", label=r"$\lambda$")
     b.set_xlabel(r"$|\lambda_i|$")
-    b.set_title(f"Spearman ρ(λ, std t*) = {float(c['spearman_lambda_min_std']):.2f}")
+    b.set_title(rank_correlation_title(c), fontsize=7)
     b.legend(fontsize=6, loc="best")
     return [("", fig)]
+
+
+MIN_RANK_N = 6  # fewer directions than this: no rank correlation is shown (a 4-point ρ means little)
+
+
+def rank_correlation_title(c: dict) -> str:
+    """Spearman's ρ between λ and the spread of the minimum, with n and its 95% interval — or why not."""
+    n = int(c.get("spearman_n", len(c["eigenvalues"])))
+    rho = float(c["spearman_lambda_min_std"])
+    if n < MIN_RANK_N or not np.isfinite(rho):
+        return f"rank correlation not shown: n = {n} directions (< {MIN_RANK_N})"
+    lo, hi = np.asarray(c.get("spearman_lambda_min_std_ci", [np.nan, np.nan]), dtype=float)
+    return f"Spearman ρ(λ, std t*) = {rho:.2f}, 95% CI [{lo:.2f}, {hi:.2f}], n = {n}"
 
 
 @register("linesearch_deviation", caption="Distance from the quadratic model along each eigenvector: "
@@ -165,14 +179,17 @@ def eigen_overlaps(results, run):
     fig, axes = figure("double", aspect=0.3, ncols=len(shown) + 1, squeeze=False)
     axes = axes[0]
     for ax, (a, b, arr) in zip(axes, shown):
-        im = ax.imshow(arr["overlap"], vmin=0, vmax=1, cmap=SEQUENTIAL_CMAP)
+        ka, kb = np.shape(arr["overlap"])
+        im = ax.imshow(arr["overlap"], vmin=0, vmax=1, cmap=SEQUENTIAL_CMAP,   # eigenpairs numbered from 1
+                       extent=(0.5, kb + 0.5, ka + 0.5, 0.5))
         ax.set_title(f"{a} → {b}")
         ax.set_xlabel(f"index at {b}")
     axes[0].set_ylabel("index at step a")
     fig.colorbar(im, ax=axes[len(shown) - 1], shrink=0.8)
     cmap = plt.get_cmap(SEQUENTIAL_CMAP)
     for j, (a, b, arr) in enumerate(pairs):
-        axes[-1].plot(arr["row_max"], "o-", ms=2, color=cmap(j / max(1, len(pairs) - 1)), label=f"{a}→{b}")
+        axes[-1].plot(np.arange(1, len(arr["row_max"]) + 1), arr["row_max"], "o-", ms=2,
+                      color=cmap(j / max(1, len(pairs) - 1)), label=f"{a}→{b}")
     axes[-1].set_ylim(0, 1.02)
     axes[-1].set_xlabel("eigenvalue index i")
     axes[-1].set_ylabel(r"max$_j$ |v$_i$(a)·v$_j$(b)|")
@@ -217,14 +234,25 @@ def density_evolution(results, run):
     d, _ = results.read_item("evolution/density")
     fig, ax = figure("single")
     log = np.log10(np.maximum(np.asarray(d["density"]), 1e-12))
-    steps = np.asarray(d["steps"])
-    im = ax.imshow(log, aspect="auto", origin="lower", cmap=SEQUENTIAL_CMAP, vmin=max(log.min(), log.max() - 8),
-                   extent=[d["grid"][0], d["grid"][-1], -0.5, len(steps) - 0.5])
-    ax.set_yticks(range(len(steps)), [str(s) for s in steps])
+    steps = np.asarray(d["steps"], dtype=np.float64)
+    grid = np.asarray(d["grid"], dtype=np.float64)
+    mesh = ax.pcolormesh(_edges(grid), _edges(steps), log, cmap=SEQUENTIAL_CMAP, vmin=max(log.min(), log.max() - 8),
+                         shading="flat")
+    ax.plot(np.full(len(steps), grid[0]), steps, ">", color="black", ms=3, clip_on=False,
+            label=f"stored densities (n = {len(steps)})")    # each row sits at its true step
     ax.set_xlabel(r"eigenvalue $\lambda$")
     ax.set_ylabel("step")
-    fig.colorbar(im, ax=ax)
+    ax.legend(loc="upper right", fontsize=6)
+    fig.colorbar(mesh, ax=ax, label=r"log$_{10}$ density")
     return [("", fig)]
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges around (unevenly spaced) centres: the midpoints, and the first and last centre
+    themselves (no cell reaches beyond the steps that were measured)."""
+    if len(centres) == 1:
+        return np.array([centres[0] - 0.5, centres[0] + 0.5])
+    return np.concatenate([[centres[0]], (centres[1:] + centres[:-1]) / 2, [centres[-1]]])
 
 
 @register("trajectory_eigenbasis", caption="Training in the eigenbasis of a reference Hessian: the distance "

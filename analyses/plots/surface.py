@@ -7,6 +7,7 @@ and, for 2-D surfaces, ``ys`` and optionally ``trajectory_coords`` / ``trajector
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.ticker import FormatStrFormatter
 
 from analyses.plots import MissingData, by_step, register
 from analyses.plots.style import PALETTE, SEQUENTIAL_CMAP, figure, styled
@@ -84,7 +85,10 @@ def surface_2d(results, run):
         cs = ax.contourf(a["xs"], a["ys"], loss, levels=_levels(loss), cmap=SEQUENTIAL_CMAP,
                          norm=_norm(loss))
         ax.contour(a["xs"], a["ys"], loss, levels=_levels(loss)[::3], colors="black", linewidths=0.3)
-        fig.colorbar(cs, ax=ax, label="loss", format="%.3g")
+        bar = fig.colorbar(cs, ax=ax, label="loss")
+        bar.set_ticks(round_ticks(float(np.nanmin(loss)), float(np.nanmax(loss)), log=_norm(loss) is not None))
+        bar.ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        bar.ax.minorticks_off()
         if "trajectory_coords" in a:
             _trajectory(ax, a)
         ax.plot(0, 0, "+", color="black")
@@ -93,6 +97,30 @@ def surface_2d(results, run):
         ax.set_title(f"{name}, step {step}")
         out.append((f"{name}_step{step}", fig))
     return out
+
+
+def round_ticks(lo: float, hi: float, *, log: bool, target: int = 5) -> np.ndarray:
+    """Colour-bar ticks at round values (1, 2, 5 × 10ⁿ on a log scale; a 1-2-5 step on a linear one)
+    inside [lo, hi] — the contour levels themselves are unround (geometric)."""
+    if log:
+        decades = np.arange(np.floor(np.log10(lo)), np.ceil(np.log10(hi)) + 1)
+        ticks = _inside(np.array([m * 10.0 ** d for d in decades for m in (1, 2, 5)]), lo, hi)
+        if len(ticks) > 2 * target:                     # many decades: keep the powers of ten
+            ticks = ticks[np.isclose(np.log10(ticks) % 1, 0)]
+        if len(ticks) >= 3:
+            return ticks
+    # a narrow range: the coarsest 1-2-5 step that still gives three ticks (few digits, evenly spaced)
+    span = hi - lo if hi > lo else abs(hi) or 1.0
+    for step in sorted((m * 10.0 ** e for e in range(int(np.floor(np.log10(span))) - 2, int(np.floor(np.log10(span))) + 1)
+                        for m in (1, 2, 5)), reverse=True):
+        ticks = np.round(_inside(np.arange(np.ceil(lo / step), np.floor(hi / step) + 1) * step, lo, hi), 12)
+        if len(ticks) >= 3:
+            return ticks
+    return np.array([lo, hi])
+
+
+def _inside(ticks: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return ticks[(ticks >= lo * (1 - 1e-12)) & (ticks <= hi * (1 + 1e-12))]
 
 
 def _norm(loss: np.ndarray):

@@ -179,6 +179,17 @@ class ResultsFile:
             g.attrs[schema.COMPLETE] = True
             _h5.flush(self._f, fsync=True)
 
+    def remove_item(self, key: str) -> None:
+        """Delete the item ``key`` (complete or not; nothing happens if it does not exist).
+
+        For commands that recompute on request (``--recompute``); the space is reused by HDF5.
+        """
+        self._writable()
+        if self._item(key) is not None:
+            with _h5.h5_errors(self.path, key, writing=True):
+                del self._f[key]
+                _h5.flush(self._f, fsync=True)
+
     def _prepare(self, key: str, overwrite: bool) -> h5py.Group:
         g = self._item(key)
         if g is not None and g.attrs.get(schema.COMPLETE, False):
