@@ -40,3 +40,14 @@ def test_error_is_one_line_and_nonzero(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "landscape", "info", str(missing)], capture_output=True, text=True)
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0 and "nope.h5" in proc.stderr, proc.stderr
+
+
+def test_top_level_help_imports_no_command_and_no_torch():
+    """`landscape --help` lists every command from the modules' source: no torch import (seconds)."""
+    code = ("import sys, contextlib, io\nfrom analyses.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try: main(['--help'])\n    except SystemExit: pass\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('analyses.cli.')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", proc.stdout
