@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 from functools import partial
 
-import numpy as np
 
 from analyses.cli.args import (add_device_args, add_objective_args, add_progress_args, add_recompute_arg,
                                add_run_args, report)
