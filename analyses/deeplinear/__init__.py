@@ -1,0 +1,1 @@
+"""Deep linear networks: exact landscapes, gradient-descent regimes, depth × η × init, Saxe's solution."""
