@@ -103,7 +103,8 @@ h1{font-size:1.5em;margin:.2em 0} .controls{display:grid;grid-template-columns:9
 align-items:center;max-width:44em;margin:1em 0} input[type=range]{width:100%} .val{font-family:monospace}
 .panels{display:flex;flex-wrap:wrap;gap:1.2em} figure{margin:0} figcaption{font-size:.85em;color:#444;max-width:27em}
 canvas{border:1px solid #ddd;background:#fff} #label{font-size:1.3em;font-weight:bold;padding:.2em .6em;
-border-radius:.3em;color:#fff;display:inline-block} .rule{font-size:.85em;color:#444;max-width:60em}
+border-radius:.3em;color:#fff;display:inline-block} .chip{color:#fff;padding:0 .4em;margin:.1em;border-radius:.2em;
+display:inline-block;font-size:.85em} .rule{font-size:.85em;color:#444;max-width:60em}
 """
 
 TEMPLATE = """<!doctype html><html><head><meta charset=utf-8><title>@TITLE@</title><style>@CSS@</style></head>
@@ -119,12 +120,12 @@ by <code>landscape deeplinear page</code>.</p>
 <p>Regime: <span id=label></span> <span id=detail class=val></span></p>
 <p class=rule id=rule></p>
 <div class=panels>
-<figure><canvas id=curve width=440 height=320></canvas><figcaption>Excess loss L − L* against the
+<figure><canvas id=curve width=460 height=340></canvas><figcaption>Excess loss L − L* against the
 step (log–log). Bold: the chosen η; grey: the other learning rates at this depth and init.</figcaption></figure>
 <figure><canvas id=land width=340 height=340></canvas><figcaption id=landCap>log<sub>10</sub> L(w<sub>1</sub>, w<sub>2</sub>)
 of the two-layer net, the hyperbola of minima w<sub>1</sub>w<sub>2</sub> = â (white) and the path from (c, c). <b id=landNote></b></figcaption></figure>
-<figure><canvas id=map width=340 height=260></canvas><figcaption>Regime of every (η, c) at this depth;
-the choice is circled.</figcaption></figure>
+<figure><canvas id=map width=340 height=260></canvas><figcaption>Regime of every (η, c) at this depth
+(η on a log axis); the choice is circled.<br><span id=legend></span></figcaption></figure>
 </div>
 <script id=data type="application/json">@DATA@</script>
 <script>@SCRIPT@</script>
@@ -145,20 +146,28 @@ function curve(d,c,l){ const o = idx(d,c,l)*nS; return Array.from(EX.subarray(o,
 const VIRIDIS = [[68,1,84],[71,44,122],[59,81,139],[44,113,142],[33,144,141],[39,173,129],[92,200,99],[170,220,50],[253,231,37]];
 function viridis(t){ t = Math.min(1, Math.max(0, t)) * (VIRIDIS.length-1); const i = Math.min(VIRIDIS.length-2, Math.floor(t)), f = t-i;
   return VIRIDIS[i].map((v,k) => Math.round(v + f*(VIRIDIS[i+1][k]-v))); }
-function axes(ctx, W, H, m, xl, yl, xr, yr){ ctx.fillStyle='#fff'; ctx.fillRect(0,0,W,H); ctx.strokeStyle='#444'; ctx.lineWidth=1;
+function frame(ctx, W, H, m, xl, yl){ ctx.fillStyle='#fff'; ctx.fillRect(0,0,W,H); ctx.strokeStyle='#444'; ctx.lineWidth=1;
   ctx.strokeRect(m.l, m.t, W-m.l-m.r, H-m.t-m.b); ctx.fillStyle='#222'; ctx.font='12px serif';
-  ctx.fillText(xl, W/2-20, H-6); ctx.save(); ctx.translate(12, H/2+30); ctx.rotate(-Math.PI/2); ctx.fillText(yl, 0, 0); ctx.restore();
-  ctx.font='10px serif'; ctx.fillText(xr[0], m.l, H-m.b+12); ctx.fillText(xr[1], W-m.r-30, H-m.b+12);
+  ctx.fillText(xl, (W+m.l)/2-20, H-4); ctx.fillText(yl, m.l+6, m.t+14); }
+function decades(ctx, W, H, m, X, Y, x0, x1, y0, y1){ ctx.font='10px serif'; ctx.lineWidth=0.5;
+  const every = Math.max(1, Math.ceil((y1-y0)/8));
+  for(let k=Math.ceil(y0); k<=Math.floor(y1); k+=every){ ctx.strokeStyle='#eee'; ctx.beginPath(); ctx.moveTo(m.l, Y(k)); ctx.lineTo(W-m.r, Y(k)); ctx.stroke();
+    ctx.fillStyle='#222'; ctx.fillText('1e'+k, 2, Y(k)+3); }
+  for(let k=Math.ceil(x0); k<=Math.floor(x1); k++){ ctx.strokeStyle='#eee'; ctx.beginPath(); ctx.moveTo(X(k), m.t); ctx.lineTo(X(k), H-m.b); ctx.stroke();
+    const t = String(Math.pow(10,k)); ctx.fillStyle='#222'; ctx.fillText(t, Math.min(X(k)-6, W-6*t.length), H-m.b+12); } }
+function axes(ctx, W, H, m, xl, yl, xr, yr){ frame(ctx, W, H, m, xl, yl); ctx.font='10px serif'; ctx.fillStyle='#222';
+  ctx.fillText(xr[0], m.l, H-m.b+12); ctx.fillText(xr[1], W-m.r-30, H-m.b+12);
   ctx.fillText(yr[1], 2, m.t+8); ctx.fillText(yr[0], 2, H-m.b); }
 function drawCurve(d,c,l){
-  const cv = document.getElementById('curve'), ctx = cv.getContext('2d'), W = cv.width, H = cv.height, m = {l:44,r:10,t:10,b:30};
+  const cv = document.getElementById('curve'), ctx = cv.getContext('2d'), W = cv.width, H = cv.height, m = {l:50,r:10,t:10,b:32};
   const xs = P.steps.map(s => Math.log10(s+1)), x1 = xs[nS-1];
   let lo = Infinity, hi = -Infinity; const all = [];
   for(let k=0;k<nL;k++){ const y = curve(d,c,k).map(v => (isFinite(v) && v>0) ? Math.log10(v) : NaN); all.push(y);
     y.forEach(v => { if(isFinite(v)){ lo = Math.min(lo,v); hi = Math.max(hi,v);} }); }
   if(!isFinite(lo)){ lo = -6; hi = 1; } lo = Math.max(lo, hi-12) - 0.2; hi += 0.2;
-  axes(ctx, W, H, m, 'step + 1', 'L − L*', ['1', '1e'+x1.toFixed(1)], ['1e'+lo.toFixed(1), '1e'+hi.toFixed(1)]);
+  frame(ctx, W, H, m, 'step + 1', 'L − L*');
   const X = v => m.l + v/x1*(W-m.l-m.r), Y = v => H-m.b - (v-lo)/(hi-lo)*(H-m.t-m.b);
+  decades(ctx, W, H, m, X, Y, 0, x1, lo, hi);
   const line = (y, colour, w) => { ctx.strokeStyle = colour; ctx.lineWidth = w; ctx.beginPath(); let on = false;
     y.forEach((v,i) => { if(!isFinite(v)){ on = false; return; } const yy = Y(Math.max(lo, Math.min(hi, v)));
       if(on) ctx.lineTo(X(xs[i]), yy); else { ctx.moveTo(X(xs[i]), yy); on = true; } }); ctx.stroke(); };
@@ -198,6 +207,10 @@ function drawMap(d,c,l){
     ctx.fillRect(m.l + li*cw, H-m.b-(ci+1)*ch, cw-1, ch-1); }
   ctx.strokeStyle = '#000'; ctx.lineWidth = 2; ctx.beginPath(); ctx.arc(m.l+(l+.5)*cw, H-m.b-(c+.5)*ch, Math.min(cw,ch)/2, 0, 7); ctx.stroke();
 }
+function legend(){ const box = document.getElementById('legend');
+  P.regimes.forEach((r,i) => { const s = document.createElement('span'); s.textContent = r; s.style.background = P.colours[i];
+    s.className = 'chip'; box.appendChild(s); }); }
+legend();
 function update(){
   const d = +sl.depth.value, l = +sl.lr.value, c = +sl.init.value, k = idx(d,c,l);
   document.getElementById('depthVal').textContent = P.depths[d];
