@@ -60,7 +60,8 @@ def descend(W0: Tensor, lrs: Tensor, m: Moments, steps: int, *, threshold: float
         race: stop the losers of each group (see :mod:`.tracker`); the loop ends early.
         keep_path: store every iterate, ``(B, steps + 1, D)``.
     """
-    W = W0.to(DTYPE).clone()
+    W_all = W0.to(DTYPE).clone()
+    W = W_all.clone()
     rec = np.arange(steps + 1) if record_steps is None else record_steps
     tr = Tracker(W.shape[0], m.loss_min + threshold, m.yy, rec, groups)
     curv = np.asarray(curvature_steps, dtype=np.int64)
@@ -71,18 +72,31 @@ def descend(W0: Tensor, lrs: Tensor, m: Moments, steps: int, *, threshold: float
         L, g = PR.loss_and_grad(W, m)
         tr.book(t, L)
         if t in cslot:
-            _curvature(lam, cslot[t], W, tr.alive, m)
+            _curvature(lam, cslot[t], W, tr, m)
         if tr.check(t, race) or t == steps:
             break
-        W = torch.where(tr.alive[:, None], sgd_update(W, g, None, tr.rates(lr), 0.0, False, 0.0)[0], W)
+        W = torch.where(tr.running(2), sgd_update(W, g, None, tr.rates(lr), 0.0, False, 0.0)[0], W)
         if keep_path:
             path.append(W.clone())
+        elif t % 32 == 0:
+            W, lr = _compact(tr, W_all, W, lr)
+    W_all[tr.rows] = W
     r = tr.results()
     return Descent(r["record_steps"], r["loss"], r["learned_at"], r["diverged_at"], r["stopped_at"],
-                   W.numpy(), curv, lam.numpy(), None if path is None else torch.stack(path, 1).numpy(), t)
+                   W_all.numpy(), curv, lam.numpy(), None if path is None else torch.stack(path, 1).numpy(), t)
 
 
-def _curvature(lam: Tensor, col: int, W: Tensor, alive: Tensor, m: Moments) -> None:
-    if bool(alive.any()):
-        idx = alive.nonzero().squeeze(1)
-        lam[idx, col] = PR.lambda_max(W[idx], m)
+def _compact(tr: Tracker, W_all: Tensor, W: Tensor, lr: Tensor) -> tuple[Tensor, Tensor]:
+    """Keep computing only on running rows (dead rows' last weights go back to ``W_all``)."""
+    rows = tr.rows
+    keep = tr.compact()
+    if keep is None:
+        return W, lr
+    W_all[rows] = W
+    return W[keep], lr[keep]
+
+
+def _curvature(lam: Tensor, col: int, W: Tensor, tr: Tracker, m: Moments) -> None:
+    run = tr.running()
+    if bool(run.any()):
+        lam[tr.rows[run], col] = PR.lambda_max(W[run], m)

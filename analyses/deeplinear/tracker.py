@@ -15,6 +15,11 @@ threshold. A row that has stayed below it since step t* for max(``MIN_CONFIRM``,
 ``CONFIRM_FRACTION``·t*) steps is *confirmed*; the rows of its group that were not below it
 by t* are then stopped (censored: their learning time is only known to exceed t*; stored
 as −1, with ``stopped_at``). The best η of a sweep thus costs about 1.5·t* steps.
+
+Compaction: the engines compute only on the *active* rows ``Tracker.rows``; once fewer than
+``COMPACT_BELOW`` of them are still running (the others diverged or were stopped),
+:meth:`Tracker.compact` drops the dead ones, so a sweep whose large rates blew up early does
+not keep paying for them.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ DIVERGED_FACTOR = 1e6   # a loss this many times max(L₀, ⟨y²⟩) counts as 
 CHECK_EVERY = 32        # steps between host-side checks (race, all done)
 MIN_CONFIRM = 100       # a racer must stay below the threshold this many steps to win ...
 CONFIRM_FRACTION = 0.5  # ... or this fraction of the steps it took to get there, if longer
+COMPACT_BELOW = 0.75    # drop dead rows once fewer than this fraction of the active rows run
 NEVER = -1
 
 
@@ -54,9 +60,12 @@ class Tracker:
         self.loss = torch.full((B, len(self.record_steps)), float("nan"), dtype=DTYPE)
         self.groups = torch.zeros(B, dtype=torch.int64) if groups is None else groups
         self.cap = None
+        self.rows = torch.arange(B)   # the rows the engine computes on (all alive ones among them)
 
-    def book(self, t: int, L: Tensor) -> None:
-        """Divergence, learning time and the recorded loss at step t."""
+    def book(self, t: int, L_rows: Tensor) -> None:
+        """Divergence, learning time and the recorded loss at step t, from the losses of ``rows``."""
+        L = torch.full(self.alive.shape, float("nan"), dtype=DTYPE)
+        L[self.rows] = L_rows.to(DTYPE)
         if self.cap is None:
             self.cap = DIVERGED_FACTOR * torch.clamp(L, min=self.floor)
         bad = self.alive & (~torch.isfinite(L) | (L > self.cap))
@@ -67,10 +76,21 @@ class Tracker:
         if t in self._slot:
             self.loss[:, self._slot[t]] = torch.where(self.alive, L, torch.full_like(L, float("nan")))
 
+    def running(self, ndim: int = 1) -> Tensor:
+        """Which of ``rows`` still run, shaped ``(len(rows), 1, …)`` with ``ndim`` dimensions."""
+        return self.alive[self.rows].reshape((-1,) + (1,) * (ndim - 1))
+
     def rates(self, lr: Tensor) -> Tensor:
-        """The per-row rate with frozen rows at 0, shaped like ``lr``."""
-        shape = (-1,) + (1,) * (lr.ndim - 1)
-        return torch.where(self.alive.reshape(shape), lr, torch.zeros((), dtype=lr.dtype))
+        """The rates of ``rows`` (``lr`` holds one per row of ``rows``) with frozen rows at 0."""
+        return torch.where(self.running(lr.ndim), lr, torch.zeros((), dtype=lr.dtype))
+
+    def compact(self) -> Tensor | None:
+        """Drop dead rows from ``rows`` when few still run: the keep-mask over the old ``rows``, or None."""
+        keep = self.alive[self.rows]
+        if int(keep.sum()) >= COMPACT_BELOW * len(self.rows):
+            return None
+        self.rows = self.rows[keep]
+        return keep
 
     def confirmed(self, t: int) -> Tensor:
         """Rows that have stayed below the threshold long enough to win their group's race."""

@@ -75,5 +75,8 @@ def descend(A0: Tensor, mask: Tensor, lrs: Tensor, target: Tensor, yy: float, st
         tr.book(t, L)
         if tr.check(t, True) or t == steps:
             break
-        A = torch.where(tr.alive[:, None, None, None], sgd_update(A, G, None, tr.rates(lr), 0.0, False, 0.0)[0], A)
+        A = torch.where(tr.running(4), sgd_update(A, G, None, tr.rates(lr), 0.0, False, 0.0)[0], A)
+        keep = tr.compact() if t % 32 == 0 else None
+        if keep is not None:
+            A, lr = A[keep], lr[keep]
     return {**tr.results(), "steps_run": t}
