@@ -34,6 +34,14 @@ from landscape.errors import ConfigMismatchError, InputError
 NAME = "deeplinear"
 HELP = "deep linear networks: exact landscapes, learning-rate regimes, depth × η × init, Saxe's solution, a page"
 MODES = ("narrow", "regimes", "depth", "saxe", "page", "all")
+MODE_HELP = {
+    "narrow": "y = x·w₁·w₂: loss grid, gradient field, GD paths, critical points classified by the exact Hessian",
+    "regimes": "error curves for an η sweep, labelled by η against 2/λ_max along the path",
+    "depth": "narrow deep nets y = (Π wᵢ)·x up to D = 100: best η and learning time per depth; inits",
+    "saxe": "wide nets against Saxe et al.'s exact solution; learning time against depth, random vs orthogonal init",
+    "page": "the depth × η × init grid and the interactive HTML page (--html)",
+    "all": "every study at its defaults, the figures (--figures) and the page (--html)",
+}
 FIGURES = {"narrow": ("deeplinear_landscape", "deeplinear_critical_points"), "regimes": ("deeplinear_regimes",),
            "depth": ("deeplinear_depth", "deeplinear_init"), "saxe": ("deeplinear_saxe", "deeplinear_saxe_depth"),
            "page": ()}
@@ -141,8 +149,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
              "page": _page_args, "all": lambda q: q.add_argument("--html", default=None, metavar="PAGE.html",
                                                                  help="the page (default: --out with .html)")}
     for mode in MODES:
-        q = sub.add_parser(mode, help=(__doc__.split(f"``{mode}``")[1].split("* ``")[0].strip(" —;\n")
-                                       .replace("\n", " ")))
+        q = sub.add_parser(mode, help=MODE_HELP[mode], description=MODE_HELP[mode])
         _common(q)
         if mode != "saxe":
             _data_args(q)
@@ -301,7 +308,7 @@ def _figures(results, studies, out_dir) -> None:
 def summary(results, studies) -> list[str]:
     """A few key numbers of the stored results, one line each."""
     lines = []
-    get = lambda s, n: results.read_item(R.key(s, n))[0]   # noqa: E731
+    get = lambda s, n: results.read_item(R.key(s, n))[0]
     if "narrow" in studies:
         cp = get("narrow", "critical_points")
         err = float(abs(cp["eigenvalues"] - cp["eigenvalues_theory"]).max()) if len(cp["points"]) else math.nan

@@ -48,7 +48,7 @@ def scan(A: Tensor, *, reverse: bool = False) -> Tensor:
 
 def loss_and_grad(A: Tensor, mask: Tensor, target: Tensor, yy: float) -> tuple[Tensor, Tensor]:
     """L ``(B,)`` and ∇L ``(B, D, n, n)`` for layers ``A (B, D, n, n)`` and Σ_yx padded to ``(n, n)``."""
-    B, D, n, _ = A.shape
+    B, _, n, _ = A.shape
     eye = torch.eye(n, dtype=A.dtype).expand(B, 1, n, n)
     prefix = scan(A)                               # W_l ⋯ W_1
     suffix = scan(A, reverse=True)                 # W_D ⋯ W_l

@@ -193,7 +193,7 @@ function drawLand(d,c,l){
     ctx.stroke(); }
   const d2 = P.depths.indexOf(2);
   document.getElementById('landNote').textContent = P.depths[d] === 2 ? '' : '(The path is that of D = 2 at this η and c.)';
-  if(!PATH || d2 < 0) return;
+  if(!PATH || d2 < 0){ document.getElementById('landNote').textContent = '(No D = 2 in the stored grid: no path.)'; return; }
   const T = P.pathLen, o = (c*nL + l)*T*2; ctx.strokeStyle = '#fff'; ctx.lineWidth = 2; ctx.beginPath();
   for(let t=0;t<T;t++){ const a = PATH[o+2*t], b = PATH[o+2*t+1]; if(!isFinite(a) || !isFinite(b)) break;
     const x = Math.max(-5, Math.min(W+5, X(a))), y = Math.max(-5, Math.min(H+5, Y(b))); if(t) ctx.lineTo(x,y); else ctx.moveTo(x,y); }
@@ -217,7 +217,7 @@ function update(){
   document.getElementById('lrVal').textContent = P.lrs[l].toPrecision(3);
   document.getElementById('initVal').textContent = P.inits[c];
   const lab = document.getElementById('label'); lab.textContent = P.regimes[P.label[k]]; lab.style.background = P.colours[P.label[k]];
-  document.getElementById('detail').textContent = ' max η·λ_max/2 = ' + (P.rho[k] === null ? '∞' : P.rho[k]) +
+  document.getElementById('detail').textContent = ' max ρ = η·λ_max/2 at the sampled steps: ' + (P.rho[k] === null ? '∞' : P.rho[k]) +
     (P.time[k] >= 0 ? ', learned at step ' + P.time[k] : ', not learned within ' + P.steps[nS-1] + ' steps');
   drawCurve(d,c,l); drawLand(d,c,l); drawMap(d,c,l);
 }

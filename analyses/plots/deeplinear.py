@@ -20,7 +20,7 @@ PATH_COLOURS = ["#D55E00", "#56B4E9", "#CC79A7", "#E69F00", "#009E73", "#0072B2"
 
 
 def depth_ticks(ax, depths) -> None:
-    """Log x axis ticked at the stored depths."""
+    """Log x axis ticked at the stored values (depths, singular values)."""
     from matplotlib.ticker import FixedLocator, NullLocator
 
     ax.set_xscale("log")
@@ -62,7 +62,7 @@ def deeplinear_landscape(results, run):
     _paths(ax, bx, tr, float(s["w1"].max()))
     _critical(ax, cp)
     ax.set(xlim=(s["w1"][0], s["w1"][-1]), ylim=(s["w2"][0], s["w2"][-1]), xlabel="$w_1$", ylabel="$w_2$", aspect="equal")
-    bx.set(yscale="log", xlabel="step", ylabel="loss $L$", title=f"η = {float(tr['lr']):g}")
+    bx.set(yscale="log", xlabel="step", title=f"loss $L$ along each path, η = {float(tr['lr']):g}")
     bx.legend(loc="upper right")
     return [("", fig)]
 
@@ -221,13 +221,15 @@ def _init_panel(bx, cx, it: dict) -> None:
 
 
 @register("deeplinear_saxe", caption="Two-layer linear net from a small balanced init (Saxe, McClelland & "
-          "Ganguli 2014): strength u_α of each SVD mode of Σ_yx under gradient descent through the Objective "
-          "(solid) against the exact u(t) = s·e^{2st/τ}/(e^{2st/τ} − 1 + s/u₀) with τ = 1/(2η) (dashed), and "
-          "from a small random init (dotted). Modes are learned in order of s. Right: |u_GD − u(t)|/s.")
+          "Ganguli 2014). Left: strength u_α of each SVD mode of Σ_yx under gradient descent through the "
+          "Objective (solid) against the exact u(t) = s·e^{2st/τ}/(e^{2st/τ} − 1 + s/u₀) with τ = 1/(2η) "
+          "(dashed), and from a small random init (dotted): sigmoids, learned in order of s. Middle: "
+          "|u_GD − u(t)|/s (the 2 % bound dotted). Right: steps to reach s/2 against s, simulated (○ balanced, "
+          "△ random init) and (τ/2s)·ln[(s − u₀)/u₀] (line).")
 def deeplinear_saxe(results, run):
     sx, _ = item(results, "saxe", "modes")
     t, s = np.asarray(sx["t"]), np.asarray(sx["s"])
-    fig, (ax, bx) = figure("double", aspect=0.38, ncols=2)
+    fig, (ax, bx, cx) = figure("double", aspect=0.32, ncols=3)
     for a, sa in enumerate(s):
         colour = PALETTE[a % len(PALETTE)]
         ax.plot(t, sx["u_sim"][:, a], color=colour, lw=1.6, label=f"s = {sa:g}")
@@ -235,10 +237,24 @@ def deeplinear_saxe(results, run):
         ax.plot(t, sx["u_random"][:, a], color=colour, ls=":", lw=0.9)
         bx.plot(t, np.abs(sx["u_sim"][:, a] - sx["u_theory"][:, a]) / sa, color=colour, label=f"s = {sa:g}")
     bx.axhline(0.02, color="black", ls=":", lw=0.7, label="2 %")
+    _half_times(cx, sx)
     ax.set(xlabel="step", ylabel=r"mode strength $u_\alpha$", title=f"η = {float(sx['lr']):g}, τ = {float(sx['tau']):g} steps")
     bx.set(xlabel="step", ylabel=r"$|u_{GD} - u(t)|/s$", yscale="log", ylim=(1e-6, 0.1))
-    ax.legend(loc="center right"), bx.legend(fontsize=6)
+    ax.legend(loc="center right", fontsize=6), bx.legend(fontsize=6)
     return [("", fig)]
+
+
+def _half_times(cx, sx: dict) -> None:
+    s, u0, tau = np.asarray(sx["s"]), float(sx["u0"]), float(sx["tau"])
+    grid = np.geomspace(s.min() * 0.8, s.max() * 1.25, 60)
+    cx.plot(grid, tau / (2 * grid) * np.log((grid - u0) / u0), color="black", lw=0.8, label=r"$(\tau/2s)\ln[(s-u_0)/u_0]$")
+    for key, marker, label in (("half_time_sim", "o", "balanced init"), ("half_time_random", "^", "random init")):
+        ht = np.asarray(sx[key]).astype(float)
+        cx.plot(s[ht >= 0], ht[ht >= 0], marker, mfc="none", color=PALETTE[0 if marker == "o" else 1], label=label)
+    cx.set(yscale="log", xlabel="singular value s", ylabel="steps to s/2")
+    depth_ticks(cx, s)
+    cx.set_xticklabels([f"{v:g}" for v in s])
+    cx.legend(fontsize=6)
 
 
 @register("deeplinear_saxe_depth", caption="Wide deep linear nets (Σ_yx of the Saxe study): learning time at "

@@ -8,7 +8,6 @@ import landscape as ls
 from analyses.deeplinear import config as C
 from analyses.deeplinear import data as Dd
 from analyses.deeplinear import depth as DP
-from analyses.deeplinear import product as PR
 from analyses.deeplinear import records as R
 from analyses.deeplinear import regimes as RG
 from analyses.deeplinear.descent import descend, log_steps
