@@ -35,8 +35,10 @@ def differences(stored: dict, wanted: dict) -> dict:
     return {n: (stored.get(n), v) for n, v in normal(wanted).items() if normal(stored.get(n)) != v}
 
 
-def check_settings(results, wanted: Mapping[str, dict]) -> None:
+def check_settings(results, wanted: Mapping[str, dict], *, remedy: str = "--recompute to replace them") -> None:
     """Refuse complete items (key → settings asked) stored with other settings.
+
+    ``remedy`` names the command's own way to replace them (in the message).
 
     Raises:
         ConfigMismatchError: naming the item and each differing setting, stored and asked.
@@ -49,4 +51,4 @@ def check_settings(results, wanted: Mapping[str, dict]) -> None:
             shown = ", ".join(f"{n}: stored {a!r}, asked {b!r}" for n, (a, b) in diff.items())
             raise ConfigMismatchError(
                 f"{results.path} already holds {key} computed with other options ({shown}). Mixing results "
-                "of other settings in one file is refused: use the same options, or another --out")
+                f"of other settings in one file is refused: use the same options, another --out, or {remedy}")
