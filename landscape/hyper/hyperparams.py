@@ -183,13 +183,14 @@ def quantile_knots(problem, K: int) -> Tensor:
 
 
 def uniform_levels(theta: Tensor, spec) -> Tensor:
-    """u_i = (rank of θ_i within its layer + ½) / n_layer, so Q_l(u_i) ≈ θ_i for the layer's quantiles."""
+    """u_i = rank of θ_i within its layer / (n_layer − 1): the level at which the layer's empirical
+    quantile function (``torch.quantile``'s, linear between order statistics) equals θ_i."""
     levels = torch.empty_like(theta, dtype=torch.float64)
     for sl in spec.slices().values():
         n = sl.stop - sl.start
         ranks = torch.empty(n, dtype=torch.float64)
         ranks[torch.argsort(theta[sl], stable=True)] = torch.arange(n, dtype=torch.float64)
-        levels[sl] = (ranks + 0.5) / n
+        levels[sl] = ranks / (n - 1) if n > 1 else 0.5
     return levels
 
 
