@@ -1,19 +1,23 @@
 """``landscape jobs submit|merge``: a job array over checkpoint steps (Slurm via submitit).
 
     landscape jobs submit [JOB OPTIONS] RUN.h5 --steps all --out RESULTS.h5 [HESSIAN OPTIONS]
+    landscape jobs submit [JOB OPTIONS] hyper scan [RUN.h5] --out SCAN.h5 [SCAN OPTIONS]
     landscape jobs submit --dry-run ...          # print the sbatch scripts, submit nothing
     landscape jobs submit --executor local ...   # the same array, as processes on this machine
     landscape jobs merge RESULTS.h5 [PARTS...]   # copy RESULTS.partN.h5 items into RESULTS.h5
 
-Everything after the job options is a ``landscape hessian`` command line; each array
-task runs it for its chunk of steps into ``RESULTS.partN.h5``. Steps whose items are
-all complete in ``RESULTS.h5`` are not submitted again.
+Everything after the job options is a ``landscape hessian`` command line (each array task
+runs it for its chunk of steps into ``RESULTS.partN.h5``), or ``hyper scan ...`` (each task
+computes a chunk of grid points, ``--steps-per-task`` points per task; after the merge, the
+merge job writes the scan's summary). Steps or points whose items are all complete in
+``RESULTS.h5`` are not submitted again.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from pathlib import Path
 
 from analyses.jobs import slurm
@@ -21,7 +25,7 @@ from analyses.jobs.merge import merge_results
 from landscape.errors import InputError
 
 NAME = "jobs"
-HELP = "submit `landscape hessian` as a job array over steps (Slurm/submitit), or merge its results"
+HELP = "submit `landscape hessian` (over steps) or `hyper scan` (over grid points) as a job array, or merge"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,8 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torchrun processes per task (data-parallel HVPs, e.g. one per GPU); default 1")
     s.add_argument("--setup", action="append", default=[], metavar="LINE",
                    help="shell line run before each task (repeatable), e.g. 'source .venv/bin/activate'")
-    s.add_argument("hessian_args", nargs=argparse.REMAINDER, metavar="RUN.h5 ...",
-                   help="the `landscape hessian` arguments")
+    s.add_argument("hessian_args", nargs=argparse.REMAINDER, metavar="RUN.h5 ... | hyper scan ...",
+                   help="the `landscape hessian` arguments, or `hyper scan` and its arguments")
     m = sub.add_parser("merge", help="merge RESULTS.partN.h5 files into RESULTS.h5")
     m.add_argument("out", metavar="RESULTS.h5")
     m.add_argument("parts", nargs="*", metavar="PART.h5", help="default: RESULTS.partN.h5 beside RESULTS.h5")
@@ -100,6 +104,10 @@ def _options(args) -> slurm.SlurmOptions:
 
 
 def _submit(args) -> int:
+    rest = list(args.hessian_args)
+    rest = rest[1:] if rest[:1] == ["--"] else rest
+    if rest[:2] == ["hyper", "scan"]:
+        return _submit_hyper(args, rest[2:])
     argv, hargs = _hessian_args(args)
     steps = remaining_steps(hargs)
     if not steps:
@@ -125,7 +133,59 @@ def _print_dry_run(sub: slurm.Submission, opts: slurm.SlurmOptions) -> None:
     print(sub.scripts["array"])
     print("# ---- what each array task runs ($SLURM_ARRAY_TASK_ID → command) ----")
     for plan in sub.plans:
-        print(f"# task {plan.index}: steps {','.join(map(str, plan.steps))}")
+        print(f"# task {plan.index}: {'points' if plan.argv[:1] == ('hyper',) else 'steps'} "
+              f"{','.join(map(str, plan.steps))}")
         print(plan.command_line(opts.nproc_per_node))
     print("\n# ---- sbatch script of the merge job (runs after the array) ----")
     print(sub.scripts["merge"])
+
+
+def _hyper_args(argv: list[str]) -> tuple[list[str], argparse.Namespace]:
+    from analyses.commands import hyper
+
+    parser = argparse.ArgumentParser(prog="landscape jobs submit ... hyper scan")
+    hyper.add_scan_arguments(parser)
+    hargs = parser.parse_args(argv)
+    if hargs.run is not None:
+        argv[argv.index(hargs.run)] = os.path.abspath(hargs.run)   # tasks may start in another directory
+    return argv, hargs
+
+
+def remaining_points(hargs) -> list[int]:
+    """Grid indices of the scan whose point items are not complete in ``--out`` yet."""
+    from analyses import hyper_scan
+    from analyses.commands.hyper import scan_config
+    from landscape.io import ResultsFile
+
+    cfg = scan_config(hargs)
+    chosen = hyper_scan.parse_points(hargs.points, cfg.num)
+    if not os.path.exists(hargs.out):
+        return chosen
+    with ResultsFile(hargs.out, "r") as results:
+        return [i for i in chosen if not results.is_complete(hyper_scan.point_key(cfg, i))]
+
+
+def _submit_hyper(args, argv: list[str]) -> int:
+    """A job array over chunks of a scan's grid points; the merge job writes the summary."""
+    import dataclasses
+
+    argv, hargs = _hyper_args(argv)
+    points = remaining_points(hargs)
+    out = os.path.abspath(hargs.out)
+    finalize = ["hyper", "scan", *argv, "--out", out, "--summary-only"]
+    if not points:
+        print(f"nothing to submit: every chosen grid point is complete in {hargs.out}")
+        return 0
+    folder = args.folder or str(Path(out).with_suffix(".jobs"))
+    opts = dataclasses.replace(_options(args), job_name="landscape-hyper")
+    plans = slurm.plan_tasks(argv, points, out, args.steps_per_task, command=("hyper", "scan"),
+                             unit_option="--points")
+    if args.dry_run:
+        _print_dry_run(slurm.dry_run(plans, folder, opts), opts)
+        print("# ---- after merging, the merge job runs ----\n" + shlex.join(["landscape", *finalize]))
+        return 0
+    executor = slurm.make_executor(args.executor, folder, opts)
+    done = slurm.submit(plans, executor, out, opts, wait=args.executor == "local", finalize=finalize)
+    print(f"{len(plans)} task(s) over {len(points)} grid point(s): job(s) {', '.join(done.job_ids)}"
+          + (f"; merge job {done.merge_job_id}" if done.merge_job_id else f"; merged into {out}"))
+    return 0

@@ -96,7 +96,9 @@ class StepStability:
     Attributes:
         step: t. b_max, b_min: extreme eigenvalues of B_t = D^{1/2} A_t D^{1/2} (for a scalar
             rate, η λ_max and η λ_min of H_t + λ). lambda_max, lambda_min: of A_t itself (NaN
-            for per-layer rates). beta: β_t. rho: ρ(J_t). threshold: 2(1 + β), the b_max beyond
+            for per-layer rates). beta: β_t. rho: ρ(J_t). rho_top: ρ(b_max), the oscillatory
+            instability from the top of the spectrum (ρ(b_min) > 1 when b_min < 0 is the ordinary
+            escape along negative curvature, present at any rate). threshold: 2(1 + β), the b_max beyond
             which ρ > 1 (a root passes −1). residual: largest relative residual of the two.
     """
 
@@ -107,6 +109,7 @@ class StepStability:
     lambda_min: float
     beta: float
     rho: float
+    rho_top: float
     threshold: float
     residual: float
     num_matvecs: int
@@ -128,7 +131,32 @@ def step_stability(problem, hyper: Mapping[str, Tensor], t: int, theta: Tensor, 
     rho = max(momentum_radius(b_min, beta), momentum_radius(b_max, beta))
     rel = float((res.residuals / max(abs(b_max), abs(b_min), 1e-300)).max())
     return StepStability(t, b_max, b_min, b_max / eta if scalar else math.nan, b_min / eta if scalar else math.nan,
-                         beta, rho, 2.0 * (1.0 + beta), rel, int(res.num_matvecs))
+                         beta, rho, momentum_radius(b_max, beta), 2.0 * (1.0 + beta), rel, int(res.num_matvecs))
+
+
+class FullCurvature(LinearOperator):
+    """H of the mean loss over the whole training set at θ (the trainer's online sharpness)."""
+
+    def __init__(self, problem, hyper: Mapping[str, Tensor], theta: Tensor):
+        super().__init__(problem.P, problem.dtype, problem.device)
+        self.problem, self.theta = problem, theta.detach()
+        self.x = train_inputs(problem, hyper).detach()
+
+    def _matvec(self, v: Tensor) -> Tensor:
+        p = self.problem
+        with torch.enable_grad():
+            th = self.theta.detach().requires_grad_(True)
+            loss = p.loss_fn(p.forward(th, self.x), p.y_train).mean()
+            (g,) = torch.autograd.grad(loss, th, create_graph=True)
+            (hv,) = torch.autograd.grad(g, th, v)
+        return hv
+
+
+def full_batch_sharpness(problem, hyper: Mapping[str, Tensor], theta: Tensor, *, seed: int = 0,
+                         tol: float = EIG_TOL, max_matvecs: int = EIG_MAX_MATVECS) -> float:
+    """λ_max of the full training loss's Hessian at θ (Lanczos)."""
+    res = eigsh(FullCurvature(problem, hyper, theta), k=1, which="LA", tol=tol, max_matvecs=max_matvecs, seed=seed)
+    return float(res.eigenvalues[0])
 
 
 def _has_momentum(problem, hyper) -> bool:
