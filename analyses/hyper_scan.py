@@ -17,9 +17,13 @@ hypergradient dL_val/d ln x (one forward-mode pass serves every T), and beside t
 Across the grid (:func:`summarize`, once every point is done): the seed mean and spread of
 the hypergradient, sign changes of the hypergradient per unit of ln x, the slope of the
 seed-mean meta-loss between neighbouring points, and the **transition**: the first grid value
-from which the median ``fd_disagreement`` exceeds :data:`CHAOS_DISAGREEMENT` at
-:data:`CHAOS_RUN` consecutive points, with b_max and η λ_max there (expected near 2 for GD,
-2(1 + β) with momentum: Metz et al. 2021). The seeds' figure is Maclaurin et al. 2015, Fig. 6.
+from which, at :data:`CHAOS_RUN` consecutive points, the hypergradient disagrees (more than
+:data:`CHAOS_DISAGREEMENT`) both with the local central difference (median over seeds) and with
+the slope of the seed-mean meta-loss across the grid — the seed's "the loss looks smooth but the
+gradient goes crazy". Requiring both keeps isolated ReLU kinks (a non-smooth but not chaotic
+meta-loss: the local difference straddles a kink) from counting. Beside it, b_max and η λ_max
+there (expected near 2 for GD, 2(1 + β) with momentum: Metz et al. 2021). The seeds' figure is
+Maclaurin et al. 2015, Fig. 6.
 
 Nothing here opens a file: ``make_problem(seed)`` (from the command) gives the
 :class:`landscape.hyper.TrainingProblem` of each seed.
@@ -284,7 +288,7 @@ def _stability_summary(points: list[dict]) -> dict:
 
 def transitions(cfg: ScanConfig, s: dict) -> dict:
     """Per horizon: the first grid index of CHAOS_RUN consecutive rough points, its value, b_max there."""
-    rough = s["fd_disagreement"] > CHAOS_DISAGREEMENT                   # (G, n_T)
+    rough = (s["fd_disagreement"] > CHAOS_DISAGREEMENT) & (s["secant_disagreement"] > CHAOS_DISAGREEMENT)
     idx = np.full(len(cfg.horizons), -1)
     for j in range(len(cfg.horizons)):
         for i in range(len(rough) - CHAOS_RUN + 1):
@@ -312,7 +316,7 @@ def describe(cfg: ScanConfig, s: dict) -> list[str]:
             lines.append(f"T = {T}: no transition on this grid (hypergradient agrees with the local slope)")
             continue
         text = f"T = {T}: transition at {cfg.hyper} = {x:.4g}"
-        if "transition_b_max" in s:
+        if "transition_b_max" in s and "beta" in s:
             beta = float(np.nanmean(s["beta"]))
             text += (f"; there η·λ_max = {float(s['transition_b_max'][j]):.3g} (step map at t = T − 1), "
                      f"{float(s['transition_eta_lambda_max_full'][j]):.3g} (full batch), "

@@ -60,8 +60,10 @@ def add_scan_arguments(s: argparse.ArgumentParser) -> None:
                    help="compute no point: write the summary if every point is in --out, else list the missing")
     m = s.add_argument_group("the training problem without a run file")
     m.add_argument("--model", default="mlp", help="model name; default mlp")
-    m.add_argument("--model-kwargs", type=json.loads, default={"in_dim": 40, "hidden": [100, 50]},
-                   help='JSON; default {"in_dim": 40, "hidden": [100, 50]}')
+    m.add_argument("--model-kwargs", type=json.loads,
+                   default={"in_dim": 40, "hidden": [100, 50], "activation": "tanh"},
+                   help='JSON; default {"in_dim": 40, "hidden": [100, 50], "activation": "tanh"} (smooth: '
+                        'no ReLU kinks in the meta-loss)')
     m.add_argument("--dataset", default="mnist1d", help="dataset name; default mnist1d")
     m.add_argument("--dataset-kwargs", type=json.loads, default={"num_train": 1000, "num_test": 1000},
                    help='JSON; default {"num_train": 1000, "num_test": 1000}')
