@@ -8,6 +8,8 @@ coordinate). One figure per scanned hyperparameter.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from analyses.plots import MissingData, register
@@ -67,7 +69,7 @@ def hyper_scan(results, run):
         for ax in (top, bottom):
             _transition_lines(ax, s)
             ax.set_xscale("log")
-        bottom.set_yscale("symlog", linthresh=_linthresh(g))
+        _symlog(bottom, g)
         top.set_ylabel("validation loss")
         bottom.set_ylabel(r"$dL/d\ln x$")
         bottom.set_xlabel(LABELS.get(hyper, hyper))
@@ -76,9 +78,22 @@ def hyper_scan(results, run):
     return figs
 
 
-def _linthresh(g: np.ndarray) -> float:
+MAX_DECADE_TICKS = 4  # labelled decades per sign on the symlog axis (more overlap)
+
+
+def _symlog(ax, g: np.ndarray) -> None:
+    """Symlog y axis: linear below the 10th percentile of |g|, a few labelled decades above."""
     finite = np.abs(g[np.isfinite(g) & (g != 0)])
-    return float(np.percentile(finite, 10)) if finite.size else 1e-12
+    if not finite.size:
+        return
+    lin = float(np.percentile(finite, 10))
+    ax.set_yscale("symlog", linthresh=lin)
+    lo, hi = math.ceil(math.log10(lin)), math.floor(math.log10(finite.max()))
+    if hi < lo:
+        return
+    step = max(1, math.ceil((hi - lo + 1) / MAX_DECADE_TICKS))
+    decades = [10.0 ** k for k in range(hi, lo - 1, -step)]
+    ax.set_yticks(sorted([-d for d in decades] + [0.0] + decades))
 
 
 @register("hyper_chaos", caption="Chaos diagnostics along the scan, one colour per horizon T: disagreement "
@@ -100,7 +115,7 @@ def hyper_chaos(results, run):
             ax.set_ylabel(label)
             ax.set_yscale(scale)
         axes[0, 0].axhline(attrs["chaos_disagreement"], color="black", lw=0.5, ls=":")
-        axes[0, 0].legend(loc="best")
+        axes[0, 0].legend(loc="center right")
         _stability_panel(axes[1, 1], s)
         for ax in axes.flat:
             ax.set_xscale("log")
