@@ -303,6 +303,8 @@ def transitions(cfg: ScanConfig, s: dict) -> dict:
             at = np.asarray([s[name][i, c] if i >= 0 else np.nan for i, c in zip(idx, cols)])
             out[f"transition_{name}"] = at
             out[f"transition_{name}_at_init"] = np.asarray([s[name][i, 0] if i >= 0 else np.nan for i in idx])
+            out[f"transition_{name}_path_max"] = np.asarray([np.nanmax(s[name][i, :c + 1]) if i >= 0 else np.nan
+                                                             for i, c in zip(idx, cols)])
         out["first_unstable_value"] = np.asarray([_first(s["values"], s["rho_top"][:, c] > 1) for c in cols])
     return out
 
@@ -319,8 +321,9 @@ def describe(cfg: ScanConfig, s: dict) -> list[str]:
         if "transition_b_max" in s and "beta" in s:
             beta = float(np.nanmean(s["beta"]))
             text += (f"; there η·λ_max = {float(s['transition_b_max'][j]):.3g} (step map at t = T − 1), "
-                     f"{float(s['transition_eta_lambda_max_full'][j]):.3g} (full batch), "
-                     f"{float(s['transition_b_max_at_init'][j]):.3g} (step map at t = 0); "
+                     f"{float(s['transition_eta_lambda_max_full'][j]):.3g} (full batch at T − 1), "
+                     f"{float(s['transition_b_max_at_init'][j]):.3g} (step map at t = 0), "
+                     f"{float(s['transition_b_max_path_max'][j]):.3g} (largest step map sampled up to T − 1); "
                      f"2(1 + β) = {2 * (1 + beta):.3g}")
         lines.append(text)
     return lines
