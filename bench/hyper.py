@@ -14,6 +14,7 @@ of ``higher`` (facebookresearch/higher, unrolled reverse mode) when it is instal
     .venv/bin/python bench/hyper.py            # both parts (about 15 minutes on 2 busy cores)
     .venv/bin/python bench/hyper.py --quick    # T ≤ 1000, fewer repeats
     .venv/bin/python bench/hyper.py --tiny     # smoke test
+    .venv/bin/python bench/hyper.py --ratios-only   # part 1 only
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def part_ratios(args, device) -> dict:
     prob = problem(hidden, 250, T, 1000, torch.float32, device, lr=0.05)
     log(f"ratios: P = {prob.P}, T = {T}")
     fns = calls(prob, T)
-    repeats = 2 if args.tiny else (3 if args.quick else 5)
+    repeats = args.repeats or (2 if args.tiny else (3 if args.quick else 5))
     times = time_interleaved(fns, repeats=repeats, warmup=1, device=device)
     ratios = {name: round_ratios(t, times["train"]) for name, t in times.items() if name != "train"}
     return {"T": T, "P": prob.P, "times": times, "ratios": ratios, "counted": counted(prob, T),
@@ -148,7 +149,7 @@ def run(args) -> dict:
     import os
     load = os.getloadavg()
     result = {"machine": machine_info(device), "load_before": load, "ratios": part_ratios(args, device),
-              "table": part_table(args, device)}
+              "table": None if args.ratios_only else part_table(args, device)}
     result["load_after"] = os.getloadavg()
     return result
 
@@ -168,6 +169,8 @@ def report(r: dict) -> str:
         lines.append(f"| {name} | {p['times'][name].median_s:.3g} | {med:.2f} ({lo:.2f}–{hi:.2f}) | "
                      f"{'≤ %g×' % TARGETS[name] if name in TARGETS else ''} | {stored} | "
                      f"{p['agreement'].get(name, 0.0):.1e} |")
+    if r["table"] is None:
+        return "\n".join(lines)
     lines += ["", "### Memory and time against T (MLP 40-32-10, batch 50, float32)", "",
               "Peak: RSS above the start of the call (sampled every 2 ms); counted: what the route holds "
               "(stored (θ, m) states, or the reversible route's exact state and information buffer).", "",
@@ -195,8 +198,13 @@ def _stored(c: dict, T: int, P: int) -> str:
     return f"{c['stored_states']} states" + (f" (2√T = {2 * math.sqrt(T):.0f})" if "segment_length" in c else "")
 
 
+def _extra(parser) -> None:
+    parser.add_argument("--ratios-only", action="store_true", help="part 1 only (the cost ratios)")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds of part 1 (default 5)")
+
+
 def main(argv=None) -> int:
-    return bench_main(__doc__, run, report, argv)
+    return bench_main(__doc__, run, report, argv, extra_args=_extra)
 
 
 if __name__ == "__main__":

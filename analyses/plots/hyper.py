@@ -116,7 +116,7 @@ def hyper_chaos(results, run):
             ax.set_ylabel(label)
             ax.set_yscale(scale)
         axes[0, 0].axhline(attrs["chaos_disagreement"], color="black", lw=0.5, ls=":")
-        axes[0, 0].legend(loc="center right")
+        axes[0, 0].legend(loc="upper left")
         _stability_panel(axes[1, 1], s)
         for ax in axes.flat:
             ax.set_xscale("log")
