@@ -110,6 +110,10 @@ def run_scan(args) -> int:
     cfg = scan_config(args)
     indices = HS.parse_points(args.points, cfg.num)
     device, dtype = check_device(args.device), torch_dtype(args.dtype)
+    if cfg.route == "reversible" and args.run is None and not 0 < args.momentum < 1:
+        from landscape.hyper.reversible import momentum_refusal
+
+        raise InputError(momentum_refusal(args.momentum, "--momentum gives"))
     if args.summary_only:
         indices = []
     with ProblemSource(args, cfg.horizons[-1], device, dtype) as source, source.results(args.out) as results:

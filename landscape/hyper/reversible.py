@@ -50,12 +50,16 @@ def check_reversible(problem, hyper: Mapping[str, Tensor], T: int) -> list[int]:
     ratios = [momentum_ratio(problem, hyper, t) for t in range(T)]
     bad = [t for t, n in enumerate(ratios) if n <= 0 or n >= 2 ** DEN_BITS]
     if bad:
-        beta = ratios[bad[0]] / 2 ** DEN_BITS
-        raise InputError(f"the reversible route needs momentum strictly between 0 and 1 at every step; step "
-                         f"{bad[0]} has β = {beta:g}: β = 0 destroys the whole velocity (log₂(1/β) bits per step "
-                         "is infinite: no finite bit budget) and β = 1 never forgets it; use "
-                         "route='checkpointed' or 'forward', or β in (0, 1)")
+        raise InputError(momentum_refusal(ratios[bad[0]] / 2 ** DEN_BITS, f"step {bad[0]} has"))
     return ratios
+
+
+def momentum_refusal(beta: float, where: str = "the run has") -> str:
+    """Why the reversible route cannot run with momentum β ∉ (0, 1) (one line)."""
+    return (f"the reversible route needs momentum strictly between 0 and 1; {where} β = {beta:g}: β = 0 "
+            "destroys the whole velocity each step (log₂(1/β) bits per weight per step is infinite: no finite "
+            "bit budget), and β = 1 never forgets a gradient (training does not settle); use "
+            "route='checkpointed' or 'forward', or a momentum in (0, 1)")
 
 
 def hypergradient_reversible(problem, hyper: Mapping[str, Tensor], T: int, wrt: Sequence[str]) -> HyperGradient:
@@ -65,6 +69,10 @@ def hypergradient_reversible(problem, hyper: Mapping[str, Tensor], T: int, wrt: 
         InputError: see :func:`check_reversible`; NonFiniteError: a NaN meta-loss or a trajectory
         outside the fixed-point range; ReversibilityError: the reverse pass missed θ_0.
     """
+    beta = hyper.get("momentum")
+    values = [float(problem.momentum)] if beta is None else beta.detach().reshape(-1).tolist()
+    if any(b <= 0 or b >= 1 for b in values):
+        raise InputError(momentum_refusal(next(b for b in values if b <= 0 or b >= 1)))
     check_hyper(problem, hyper, T)
     check_wrt(hyper, wrt)
     ratios = check_reversible(problem, hyper, T)

@@ -91,6 +91,7 @@ BAD = [
     dict(id="empty-range", args=["--min", "1", "--max", "0.1"], match="no points"),
     dict(id="T-zero", args=["--horizons", "0,5"], match="positive"),
     dict(id="reversible-momentum-0", args=["--route", "reversible", "--momentum", "0"], match="no finite bit budget"),
+    dict(id="reversible-momentum-1", args=["--route", "reversible", "--momentum", "1"], match="no finite bit budget"),
     dict(id="nan-meta-loss", args=["--hyper", "init_scale", "--min", "1e200", "--max", "1e300"], match="diverged", rc=3),
 ]
 

@@ -101,10 +101,12 @@ def test_plain_sgd_without_momentum():
     assert rel_error(c.grads["log_lr"], b.grads["log_lr"]) < ROUTE_RTOL
 
 
-def test_nesterov_forward_and_checkpointed_agree():
+def test_nesterov_forward_checkpointed_and_unrolled_agree():
     prob = problem(nesterov=True)
     hyper = lh.default_hyper(prob, ["log_lr", "momentum"], 6)
     a = lh.hypergradient(prob, hyper, 6, ["log_lr", "momentum"], route="checkpointed")
     b = lh.hypergradient(prob, hyper, 6, ["log_lr", "momentum"], route="unrolled")
+    c = lh.hypergradient(prob, hyper, 6, ["log_lr", "momentum"], route="forward")
     for name in ("log_lr", "momentum"):
         assert rel_error(a.grads[name], b.grads[name]) < ROUTE_RTOL
+        assert rel_error(c.grads[name], b.grads[name]) < ROUTE_RTOL
