@@ -34,9 +34,8 @@ INT64_MAX = 2 ** 63 - 1
 def to_fixed(x: Tensor, what: str = "value") -> Tensor:
     """``round(x · 2^52)`` as int64; NonFiniteError when |x| ≥ 2^10 or x is NaN/Inf."""
     x = x.detach().to(torch.float64)
-    bad = ~torch.isfinite(x) | (x.abs() >= LIMIT)
-    if bad.any():
-        worst = float(x[bad][0])
+    if not bool((x.abs() < LIMIT).all()):          # NaN compares False: caught too
+        worst = float(x[~(x.abs() < LIMIT)][0])
         raise NonFiniteError(f"the reversible route's {what} left the fixed-point range |x| < {LIMIT:g} "
                              f"(found {worst}): training diverged; use a smaller learning rate or init scale")
     return torch.round(x * SCALE).to(torch.int64)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from landscape.errors import InputError
-from landscape.hyper.hyperparams import check_hyper
+from landscape.hyper.hyperparams import check_hyper, check_wrt
 from landscape.hyper.loop import (HyperGradient, init_jvp, initial_state, meta_and_grad, state_bytes, step_jvp,
                                   uses_momentum)
 
@@ -99,6 +99,7 @@ def hypergradient_forward(problem, hyper: Mapping[str, Tensor], T: int, wrt: Seq
         InputError: more than :data:`MAX_DIRECTIONS` scalars (use a reverse route).
     """
     check_hyper(problem, hyper, T)
+    check_wrt(hyper, wrt)
     sizes = {k: hyper[k].numel() for k in wrt}
     if sum(sizes.values()) > MAX_DIRECTIONS:
         raise InputError(f"forward mode needs one pass per scalar hyperparameter ({sum(sizes.values())} here, "

@@ -26,7 +26,7 @@ choice; with 2^-24 the gap grew to 2^-28 per step and the routes agreed to only 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -35,7 +35,6 @@ from landscape.errors import InputError
 
 GROUPS = ("log_lr", "momentum", "log_init_scale", "init_quantiles", "log_l2", "train_inputs")
 MOMENTUM_BITS = 16  # β is used as round(β·2^16)/2^16 in every route (as HIPS/hypergrad): exact n/d for reversal
-PER_STEP = ("log_lr", "momentum")
 
 
 def check_hyper(problem, hyper: Mapping[str, Tensor], T: int) -> None:
@@ -60,6 +59,15 @@ def check_hyper(problem, hyper: Mapping[str, Tensor], T: int) -> None:
             raise InputError(f"hyperparameter {name} has shape {tuple(value.shape)}; allowed: "
                              + ", ".join(_show(s) for s in allowed))
     _check_momentum(problem, hyper)
+
+
+def check_wrt(hyper, wrt: Sequence[str]) -> None:
+    missing = [name for name in wrt if name not in hyper]
+    if missing:
+        raise InputError(f"cannot differentiate {missing}: not among the hyperparameters ({', '.join(hyper)}); "
+                         "add them to hyper (landscape.hyper.default_hyper gives the problem's values)")
+    if not wrt:
+        raise InputError("name at least one hyperparameter group to differentiate (wrt)")
 
 
 def allowed_shapes(problem, name: str, T: int) -> list[tuple]:

@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 
 from landscape.errors import InputError
-from landscape.hyper.hyperparams import (check_hyper, initial_theta, lr_at, momentum_at, train_inputs,
-                                         weight_decay)
+from landscape.hyper.hyperparams import (check_hyper, check_wrt, initial_theta, lr_at, momentum_at,
+                                         train_inputs, weight_decay)
 from landscape.hyper.loop import (HyperGradient, init_vjp, initial_state, leaves, meta_and_grad, plain_step,
                                   state_bytes, step_vjp, uses_momentum)
 from landscape.hyper.problem import check_finite_meta
@@ -110,15 +110,6 @@ def _recompute(problem, h, start: int, stop: int, checkpoints) -> list:
         theta, m = plain_step(problem, h, t, theta, m, x)
         states.append((theta, m))
     return states
-
-
-def check_wrt(hyper, wrt: Sequence[str]) -> None:
-    missing = [name for name in wrt if name not in hyper]
-    if missing:
-        raise InputError(f"cannot differentiate {missing}: not among the hyperparameters ({', '.join(hyper)}); "
-                         "add them to hyper (landscape.hyper.default_hyper gives the problem's values)")
-    if not wrt:
-        raise InputError("name at least one hyperparameter group to differentiate (wrt)")
 
 
 def hypergradient_unrolled(problem, hyper: Mapping[str, Tensor], T: int, wrt: Sequence[str]) -> HyperGradient:

@@ -27,10 +27,10 @@ from torch import Tensor
 
 from landscape.errors import InputError, LandscapeError
 from landscape.hyper.exact import DEN_BITS, ExactVector, InfoBuffer
-from landscape.hyper.hyperparams import check_hyper, lr_at, momentum_ratio, train_inputs, weight_decay
+from landscape.hyper.hyperparams import (check_hyper, check_wrt, lr_at, momentum_ratio, train_inputs,
+                                         weight_decay)
 from landscape.hyper.loop import (HyperGradient, StepGraph, batch_grad, init_vjp, initial_state, leaves,
                                   meta_and_grad, state_bytes)
-from landscape.hyper.reverse import check_wrt
 from landscape.optim import sgd_revert_exact, sgd_update_exact
 
 
