@@ -10,7 +10,7 @@ another) with ``OMP_NUM_THREADS=--threads`` (default 1: stable times on a shared
 
 Benchmarks: ours (``hvp``, ``topk``, ``density_trace``, ``scaling``, ``gpu`` — the last only
 on a CUDA device, or with ``--tiny --device cpu``) and, when their files exist, those of the
-other packages (``trainer_overhead``, ``hessian_jobs``, ``linesearch_cost``, ``projections``),
+other packages (``trainer_overhead``, ``hessian_jobs``, ``linesearch_cost``, ``projections``, ``hyper``),
 run through their own command lines with the flags below.
 """
 
@@ -37,8 +37,9 @@ OTHERS = {
                          "--k", "2", "--num-t", "5", "--minibatch-size", "0", "--repeats", "1"]),
     "projections": ([], ["--N", "1000", "--grid", "5", "--repeat", "2"],
                     ["--N", "128", "--k", "2", "--grid", "3", "--repeat", "1"]),
+    "hyper": ([], ["--quick"], ["--tiny"]),
 }
-TAKES_DEVICE = {"trainer_overhead", "linesearch_cost", "projections"}
+TAKES_DEVICE = {"trainer_overhead", "linesearch_cost", "projections", "hyper"}
 
 
 def _size_index(args) -> int:

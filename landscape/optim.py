@@ -24,6 +24,7 @@ as products and sums, equal to rounding.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
@@ -64,3 +65,40 @@ def _sgd_numbers(theta, g, m, lr: float, momentum: float, nesterov: bool, weight
 def _present(x) -> bool:
     """Whether a hyperparameter takes part: a tensor always does (it may carry derivatives)."""
     return isinstance(x, Tensor) or bool(x)
+
+
+def sgd_update_exact(theta, g: Tensor, m, lr, momentum_n: int, weight_decay) -> None:
+    """The heavy-ball rule on exact fixed-point state, in place (Maclaurin et al. 2015).
+
+    ``theta`` and ``m`` are :class:`landscape.hyper.exact.ExactVector` s (anything with
+    ``value()``, ``add``, ``sub``, ``mul(n)`` and ``div(n)``); β = n/2^16 exactly. The rule is
+    :func:`sgd_update`'s, with each rounding made a function of data the reverse step sees::
+
+        d = g + λ θ;    m ← β m + round(d);    θ ← θ − round(η m)
+
+    so :func:`sgd_revert_exact` undoes it bit for bit. Nesterov's form is not reversible this
+    way (θ_t would be needed to recompute the direction that produced θ_{t+1}).
+    """
+    d = _direction(theta.value(), g, weight_decay)
+    m.mul(momentum_n).add(d)
+    theta.sub(lr * m.value())
+
+
+def sgd_revert_exact(theta, m, lr, momentum_n: int, weight_decay, grad_at) -> Tensor:
+    """Undo :func:`sgd_update_exact` in place; ``grad_at(θ_t)`` recomputes g_t (returned).
+
+    ``grad_at`` must return bitwise the gradient the forward step used, or the trajectory
+    does not retrace (the reversible route checks that it returns to θ_0 exactly).
+    """
+    theta.add(lr * m.value())
+    g = grad_at(theta.value())
+    m.sub(_direction(theta.value(), g.detach(), weight_decay)).div(momentum_n)
+    return g
+
+
+def _direction(theta: Tensor, g: Tensor, weight_decay) -> Tensor:
+    """d = g + λθ in float64 (the same expression forward and backward)."""
+    g = g.detach().to(torch.float64)
+    if isinstance(weight_decay, Tensor):
+        return g + weight_decay.detach().to(torch.float64) * theta
+    return g + float(weight_decay) * theta if weight_decay else g

@@ -154,6 +154,31 @@ def family_settings(results, cfg: HessianJobConfig, inp, *, replaced=frozenset()
     return wanted
 
 
+# Job arrays (``landscape jobs submit RUN.h5 ...``): one task per chunk of steps.
+JOB_ARRAY = {"command": ("hessian",), "unit_option": "--steps", "unit": "step", "job_name": "landscape-hessian"}
+
+
+def job_args(argv: list[str]):
+    """``(argv, args)``: the hessian arguments parsed, the run file made absolute (tasks start elsewhere)."""
+    import os
+
+    parser = argparse.ArgumentParser(prog="landscape jobs submit ... (hessian arguments)")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    argv = list(argv)
+    argv[argv.index(args.run)] = os.path.abspath(args.run)
+    return argv, args
+
+
+def job_finalize(argv, args, out):
+    """Nothing to do after merging the parts."""
+    return None
+
+
+def pending_units(args) -> list[int]:
+    return pending_steps(args)
+
+
 def pending_steps(args) -> list[int]:
     """The chosen steps whose items are not all complete in ``--out`` yet (for job arrays)."""
     import os

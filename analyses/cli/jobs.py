@@ -1,19 +1,23 @@
 """``landscape jobs submit|merge``: a job array over checkpoint steps (Slurm via submitit).
 
     landscape jobs submit [JOB OPTIONS] RUN.h5 --steps all --out RESULTS.h5 [HESSIAN OPTIONS]
+    landscape jobs submit [JOB OPTIONS] hyper scan [RUN.h5] --out SCAN.h5 [SCAN OPTIONS]
     landscape jobs submit --dry-run ...          # print the sbatch scripts, submit nothing
     landscape jobs submit --executor local ...   # the same array, as processes on this machine
     landscape jobs merge RESULTS.h5 [PARTS...]   # copy RESULTS.partN.h5 items into RESULTS.h5
 
-Everything after the job options is a ``landscape hessian`` command line; each array
-task runs it for its chunk of steps into ``RESULTS.partN.h5``. Steps whose items are
-all complete in ``RESULTS.h5`` are not submitted again.
+Everything after the job options is a ``landscape hessian`` command line (each array task
+runs it for its chunk of steps into ``RESULTS.partN.h5``), or ``hyper scan ...`` (each task
+computes a chunk of grid points, ``--steps-per-task`` points per task; after the merge, the
+merge job writes the scan's summary). Steps or points whose items are all complete in
+``RESULTS.h5`` are not submitted again.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from pathlib import Path
 
 from analyses.cli import command
@@ -22,7 +26,7 @@ from analyses.driver.jobs.merge import merge_results
 from landscape.errors import InputError
 
 NAME = "jobs"
-HELP = "submit `landscape hessian` as a job array over steps (Slurm/submitit), or merge its results"
+HELP = "submit `landscape hessian` (over steps) or `hyper scan` (over grid points) as a job array, or merge"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,8 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torchrun processes per task (data-parallel HVPs, e.g. one per GPU); default 1")
     s.add_argument("--setup", action="append", default=[], metavar="LINE",
                    help="shell line run before each task (repeatable), e.g. 'source .venv/bin/activate'")
-    s.add_argument("hessian_args", nargs=argparse.REMAINDER, metavar="RUN.h5 ...",
-                   help="the `landscape hessian` arguments")
+    s.add_argument("hessian_args", nargs=argparse.REMAINDER, metavar="RUN.h5 ... | hyper scan ...",
+                   help="the `landscape hessian` arguments, or `hyper scan` and its arguments")
     m = sub.add_parser("merge", help="merge RESULTS.partN.h5 files into RESULTS.h5")
     m.add_argument("out", metavar="RESULTS.h5")
     m.add_argument("parts", nargs="*", metavar="PART.h5", help="default: RESULTS.partN.h5 beside RESULTS.h5")
@@ -63,18 +67,20 @@ def run(args) -> int:
     return _submit(args)
 
 
-def _hessian_args(args) -> tuple[list[str], argparse.Namespace]:
-    hessian = command("hessian")
-    argv = list(args.hessian_args)
-    argv = argv[1:] if argv[:1] == ["--"] else argv
-    if not argv:
+def _target(rest: list[str]):
+    """The command the array runs and its arguments: ``hyper scan ...``, or (by default) ``hessian``.
+
+    A command runnable as a job array defines ``JOB_ARRAY`` (its words, the option selecting a
+    task's units, the unit's name), ``job_args(argv) -> (argv, args)``, ``pending_units(args)`` and
+    ``job_finalize(argv, args, out)`` (a ``landscape`` argv the merge job runs after merging, or None).
+    """
+    rest = rest[1:] if rest[:1] == ["--"] else rest
+    if rest[:2] == ["hyper", "scan"]:
+        return command("hyper"), rest[2:]
+    if not rest:
         raise InputError("give the `landscape hessian` arguments after the job options, e.g. "
                          "landscape jobs submit --dry-run RUN.h5 --steps all --out RESULTS.h5 --k 10")
-    parser = argparse.ArgumentParser(prog="landscape jobs submit ... (hessian arguments)")
-    hessian.add_arguments(parser)
-    hargs = parser.parse_args(argv)
-    argv[argv.index(hargs.run)] = os.path.abspath(hargs.run)   # tasks may start in another directory
-    return argv, hargs
+    return command("hessian"), rest
 
 
 def _options(args) -> slurm.SlurmOptions:
@@ -85,32 +91,40 @@ def _options(args) -> slurm.SlurmOptions:
 
 
 def _submit(args) -> int:
-    argv, hargs = _hessian_args(args)
-    steps = command("hessian").pending_steps(hargs)
-    if not steps:
-        print(f"nothing to submit: every chosen step is complete in {hargs.out}")
+    import dataclasses
+
+    module, rest = _target(list(args.hessian_args))
+    job = module.JOB_ARRAY
+    argv, cargs = module.job_args(rest)
+    units = module.pending_units(cargs)
+    if not units:
+        print(f"nothing to submit: every chosen {job['unit']} is complete in {cargs.out}")
         return 0
-    out = os.path.abspath(hargs.out)
+    out = os.path.abspath(cargs.out)
+    finalize = module.job_finalize(argv, cargs, out)
     folder = args.folder or str(Path(out).with_suffix(".jobs"))
-    opts = _options(args)
-    plans = slurm.plan_tasks(argv, steps, out, args.steps_per_task)
+    opts = dataclasses.replace(_options(args), job_name=job["job_name"])
+    plans = slurm.plan_tasks(argv, units, out, args.steps_per_task, command=job["command"],
+                             unit_option=job["unit_option"])
     if args.dry_run:
-        _print_dry_run(slurm.dry_run(plans, folder, opts), opts)
+        _print_dry_run(slurm.dry_run(plans, folder, opts), opts, job["unit"])
+        if finalize:
+            print("# ---- after merging, the merge job runs ----\n" + shlex.join(["landscape", *finalize]))
         return 0
     executor = slurm.make_executor(args.executor, folder, opts)
-    done = slurm.submit(plans, executor, out, opts, wait=args.executor == "local")
-    print(f"{len(plans)} task(s) over {len(steps)} step(s): job(s) {', '.join(done.job_ids)}"
+    done = slurm.submit(plans, executor, out, opts, wait=args.executor == "local", finalize=finalize)
+    print(f"{len(plans)} task(s) over {len(units)} {job['unit']}(s): job(s) {', '.join(done.job_ids)}"
           + (f"; merge job {done.merge_job_id}" if done.merge_job_id else f"; merged into {out}"))
     return 0
 
 
-def _print_dry_run(sub: slurm.Submission, opts: slurm.SlurmOptions) -> None:
+def _print_dry_run(sub: slurm.Submission, opts: slurm.SlurmOptions, unit: str) -> None:
     print(f"# dry run: {len(sub.plans)} array task(s); nothing submitted\n")
     print("# ---- sbatch script of the job array ----")
     print(sub.scripts["array"])
     print("# ---- what each array task runs ($SLURM_ARRAY_TASK_ID → command) ----")
     for plan in sub.plans:
-        print(f"# task {plan.index}: steps {','.join(map(str, plan.steps))}")
+        print(f"# task {plan.index}: {unit}s {','.join(map(str, plan.steps))}")
         print(plan.command_line(opts.nproc_per_node))
     print("\n# ---- sbatch script of the merge job (runs after the array) ----")
     print(sub.scripts["merge"])

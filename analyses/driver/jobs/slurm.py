@@ -83,20 +83,23 @@ def chunk_steps(steps: Sequence[int], steps_per_task: int) -> list[list[int]]:
 
 
 def plan_tasks(hessian_argv: Sequence[str], steps: Sequence[int], out: str | Path,
-               steps_per_task: int = 1) -> list[TaskPlan]:
-    """One :class:`TaskPlan` per chunk of steps.
+               steps_per_task: int = 1, *, command: Sequence[str] = ("hessian",),
+               unit_option: str = "--steps") -> list[TaskPlan]:
+    """One :class:`TaskPlan` per chunk of steps (or of other units of work).
 
     Args:
         hessian_argv: the ``landscape hessian`` arguments (run file first); ``--steps``
             and ``--out`` are appended per task, and argparse keeps the last value given.
-        steps: the steps still to compute, ascending.
+        steps: the steps still to compute, ascending (for ``hyper scan``: grid indices).
         out: the merged results file; task ``i`` writes :func:`part_path` ``(out, i)``.
         steps_per_task: consecutive steps per array task (> 1 keeps the warm start).
+        command: the ``landscape`` subcommand the tasks run (``("hyper", "scan")``).
+        unit_option: the option that selects a task's chunk (``--points`` for ``hyper scan``).
     """
     plans = []
     for i, chunk in enumerate(chunk_steps(steps, steps_per_task)):
         part = str(part_path(out, i))
-        argv = ("hessian", *hessian_argv, "--steps", ",".join(map(str, chunk)), "--out", part)
+        argv = (*command, *hessian_argv, unit_option, ",".join(map(str, chunk)), "--out", part)
         plans.append(TaskPlan(i, tuple(chunk), part, argv))
     return plans
 
@@ -124,10 +127,13 @@ def run_task(argv: list[str], nproc_per_node: int = 1) -> int:
     return rc
 
 
-def run_merge(out: str, parts: list[str]) -> int:
-    """Body of the merge job: copy complete items of ``parts`` into ``out``."""
+def run_merge(out: str, parts: list[str], finalize: list[str] | None = None) -> int:
+    """Body of the merge job: copy complete items of ``parts`` into ``out``, then run ``landscape
+    FINALIZE`` if given (e.g. ``hyper scan --summary-only``: the summary across all grid points)."""
     from analyses.driver.jobs.merge import merge_results
     merge_results(out, parts)
+    if finalize:
+        run_task(list(finalize))
     return 0
 
 
@@ -211,11 +217,12 @@ def dry_run(plans: list[TaskPlan], folder: str | Path, opts: SlurmOptions) -> Su
 
 
 def submit(plans: list[TaskPlan], executor, out: str, opts: SlurmOptions, *,
-           wait: bool = False) -> Submission:
+           wait: bool = False, finalize: list[str] | None = None) -> Submission:
     """Submit the array (and, on Slurm, a merge job that runs after it).
 
     With ``wait`` (the local executor), block until every task ends and merge
-    here; a failed task raises after the others' items are merged.
+    here; a failed task raises after the others' items are merged. ``finalize``:
+    a ``landscape`` argv the merge runs after merging (see :func:`run_merge`).
     """
     argvs = [list(p.argv) for p in plans]
     jobs = executor.map_array(run_task, argvs, [opts.nproc_per_node] * len(plans))
@@ -223,14 +230,14 @@ def submit(plans: list[TaskPlan], executor, out: str, opts: SlurmOptions, *,
     parts = [p.out for p in plans]
     if wait:
         failures = _wait(jobs)
-        run_merge(out, parts)
+        run_merge(out, parts, None if failures else finalize)
         if failures:
             raise LandscapeError(f"{len(failures)} of {len(jobs)} task(s) failed ({'; '.join(failures)}); "
                                  "their finished items were merged; rerun the same command to finish")
         return Submission(plans, ids)
     merger = make_executor("slurm", executor.folder, opts)
     merger.update_parameters(**merge_parameters(opts, ids[0].split("_")[0]))
-    merge_job = merger.submit(run_merge, out, parts)
+    merge_job = merger.submit(run_merge, out, parts, finalize) if finalize else merger.submit(run_merge, out, parts)
     return Submission(plans, ids, str(merge_job.job_id))
 
 
