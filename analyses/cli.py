@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -56,6 +57,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to files: never open a window (plots/style.py)
     chosen = argv[0] if argv and argv[0] in _module_names() else None
     parser = build_parser(only=chosen)
     args = parser.parse_args(argv)

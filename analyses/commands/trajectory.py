@@ -103,7 +103,9 @@ def _config(args, rf, ref: int, steps: list[int]) -> dict:
             "block": args.block, "tail_fraction": args.tail_fraction, "band": args.band, "persist": args.persist,
             "alpha_drift": args.alpha_drift,
             "momentum": args.momentum if args.momentum is not None else float(cfg.get("momentum", 0.0)),
-            "nesterov": bool(cfg.get("nesterov", False)), "weight_decay": float(cfg.get("weight_decay", 0.0))}
+            "nesterov": bool(cfg.get("nesterov", False)), "weight_decay": float(cfg.get("weight_decay", 0.0)),
+            **({"optimizer": cfg["optimizer"], "beta1": float(cfg.get("betas", (0.9,))[0])}
+               if cfg.get("optimizer", "sgd") != "sgd" else {})}
 
 
 def _compute(rf, eig, idx: np.ndarray, steps: list[int], centre: np.ndarray, config: dict) -> Record:
@@ -114,5 +116,6 @@ def _compute(rf, eig, idx: np.ndarray, steps: list[int], centre: np.ndarray, con
     settle = SettlingConfig(block=config["block"], tail_fraction=config["tail_fraction"], band=config["band"],
                             persist=config["persist"], alpha_drift=config["alpha_drift"])
     out = trajectory_analysis(C, np.asarray(steps), eig.eigenvalues[idx], lr, momentum=config["momentum"],
-                              nesterov=config["nesterov"], weight_decay=config["weight_decay"], cfg=settle)
+                              nesterov=config["nesterov"], weight_decay=config["weight_decay"], cfg=settle,
+                              optimizer=config.get("optimizer", "sgd"), beta1=config.get("beta1", 0.9))
     return Record({**out, "directions": idx.astype(np.int64), "centre": centre}, {"ref_step": eig.step})

@@ -29,7 +29,7 @@ from landscape.datasets.cifar10_files import (CIFAR10_DIR, CIFAR10_MEAN, CIFAR10
                                               CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES, CIFAR10_URL,
                                               DEFAULT_DATA_DIR, cifar10)
 from landscape.datasets.cifar10_files import parse_batch as _parse_batch  # noqa: F401 (the name before the split)
-from landscape.datasets.loading import DATASETS, load_dataset, load_dataset_from_spec
+from landscape.datasets.loading import DATASETS, dataset_names, load_dataset, load_dataset_from_spec
 from landscape.datasets.mnist1d_data import MNIST1D_FIXED, mnist1d
 from landscape.datasets.mnist1d_data import mnist1d_arrays as _mnist1d_arrays  # noqa: F401 (the name before the split)
 from landscape.datasets.safe_pickle import PickleReader
@@ -37,6 +37,6 @@ from landscape.datasets.synthetic_task import synthetic
 
 _PickleReader = PickleReader  # the name before the split into a package
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "load_dataset_from_spec", "cifar10", "mnist1d", "synthetic",
+__all__ = ["Dataset", "DATASETS", "dataset_names", "load_dataset", "load_dataset_from_spec", "cifar10", "mnist1d", "synthetic",
            "PickleReader", "CIFAR10_URL", "CIFAR10_TAR", "CIFAR10_TAR_MD5", "CIFAR10_DIR", "CIFAR10_MEAN",
            "CIFAR10_STD", "CIFAR10_TRAIN_BATCHES", "CIFAR10_TEST_BATCH", "DEFAULT_DATA_DIR", "MNIST1D_FIXED"]

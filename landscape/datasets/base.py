@@ -47,6 +47,13 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
     @property
+    def num_outputs(self) -> int:
+        """Outputs a model needs: the classes, or the targets per example of a regression."""
+        if self.num_classes:
+            return int(self.num_classes)
+        return int(self.y_train.shape[1]) if self.y_train.ndim == 2 else 1
+
+    @property
     def num_train(self) -> int:
         return len(self.x_train)
 
