@@ -211,7 +211,10 @@ def _positive(value, name: str) -> None:
 
 
 def _check_optimiser(c: TrainConfig) -> None:
-    _positive(c.lr, "lr")
+    if c.source == "train":
+        _positive(c.lr, "lr")
+    elif not (math.isfinite(c.lr) and c.lr >= 0):  # a recorded loop may start at η = 0 (warm-up)
+        _fail(f"lr must be a finite number >= 0, got {c.lr!r}")
     if c.optimizer == "adamw":
         _check_adamw(c)
     if not 0.0 <= c.momentum < 1.0:

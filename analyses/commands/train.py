@@ -21,7 +21,7 @@ HELP = "train a network with SGD or AdamW, logging every batch and saving snapsh
 
 S = argparse.SUPPRESS  # only flags given on the command line reach the namespace
 # Fields a sibling run does not inherit from its parent (lineage, and values resolved from the length).
-NOT_INHERITED = ("init_from", "batches_from", "cosine_steps", "deterministic")
+NOT_INHERITED = ("init_from", "batches_from", "cosine_steps", "deterministic", "source")
 RUNTIME = ("out", "resume", "overwrite", "no_progress", "no_fsync", "config", "data_dir")
 
 
