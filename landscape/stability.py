@@ -64,15 +64,18 @@ def run_constant(config: dict) -> float | None:
 
 
 def threshold_label(config: dict) -> str:
-    """A short label of the threshold λ = c/η of a run, e.g. ``2(1+β)/η = 38/η (heavy ball, β = 0.9)``."""
+    """A short label of the threshold λ = c/η of a run, e.g. ``2(1+β)/η = 3.8/η, β = 0.9``.
+
+    For AdamW (``AdamW: 38/η, β₁ = 0.9``) the threshold is for λ_max(P⁻¹H), the preconditioned sharpness.
+    """
     d = describe(config)
     c = run_constant(config)
     if c is None:
         return f"no known threshold ({d['optimizer']})"
     if d["optimizer"] == "adamw":
-        return f"(2+2β₁)/((1−β₁)η) = {c:.4g}/η (AdamW, β₁ = {d['beta1']:g}; for λ_max(P⁻¹H))"
+        return f"AdamW: (2+2β₁)/((1−β₁)η) = {c:.4g}/η, β₁ = {d['beta1']:g}"
     if not d["momentum"]:
-        return "2/η (gradient descent)"
+        return "2/η"
     if d["nesterov"]:
-        return f"2(1+β)/((1+2β)η) = {c:.4g}/η (Nesterov, β = {d['momentum']:g})"
-    return f"2(1+β)/η = {c:.4g}/η (heavy ball, β = {d['momentum']:g})"
+        return f"Nesterov: 2(1+β)/((1+2β)η) = {c:.4g}/η, β = {d['momentum']:g}"
+    return f"2(1+β)/η = {c:.4g}/η, β = {d['momentum']:g}"

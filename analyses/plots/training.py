@@ -53,7 +53,7 @@ def _lr_panel(ax, steps_m, sharp, config: dict):
                     label=threshold_label(config))
         ax.set_ylabel("preconditioned sharpness" if adaptive else "sharpness")
         ax.set_yscale("log")
-        ax.legend(loc="best")
+        ax.legend(loc="best", fontsize="small")
     else:
         ax.plot(step, lr, color=PALETTE[4])
         ax.set_ylabel(r"learning rate $\eta$")

@@ -203,6 +203,7 @@ def _differences(now: dict, stored: dict) -> list[str]:
     for kind in ("param", "buffer"):
         if f"{kind}_names" not in stored:
             continue
+        before = len(diff)
         a = dict(zip(stored[f"{kind}_names"], map(tuple, stored[f"{kind}_shapes"])))
         b = dict(zip(now[f"{kind}_names"], map(tuple, now[f"{kind}_shapes"])))
         if kind == "param":
@@ -212,7 +213,7 @@ def _differences(now: dict, stored: dict) -> list[str]:
         diff += [f"{kind} {n} missing now" for n in a if n not in b]
         diff += [f"{kind} {n} {list(b[n])} is new" for n in b if n not in a]
         diff += [f"{kind} {n} is {list(b[n])} now vs {list(a[n])} stored" for n in a if n in b and a[n] != b[n]]
-        if not diff and list(a) != list(b):
+        if len(diff) == before and list(a) != list(b):
             diff.append(f"{kind}s are in another order")
     if len(diff) > MAX_LISTED_DIFFERENCES:
         diff = diff[:MAX_LISTED_DIFFERENCES] + [f"… {len(diff) - MAX_LISTED_DIFFERENCES} more"]
