@@ -261,7 +261,7 @@ class Recorder:
             return
         from checkpoints.recorder_setup import create_writer
 
-        if self.batch_size is None:
+        if self.batch_size is None and idx is not None:
             self.batch_size = len(idx)
         self.writer = create_writer(self)
         theta, buffers, m, v = self._theta0
