@@ -93,7 +93,9 @@ class Run:
         try:
             model = build_model(f.model_name, seed=self.config.seed, **kwargs)
         except InputError as err:
-            raise InputError(f"the model of {f.path} cannot be rebuilt: {err}") from err
+            origin = f.meta.get("model_origin") or {}
+            where = f" (it was loaded from {origin['file']} when the run was written)" if origin.get("file") else ""
+            raise InputError(f"the model of {f.path} cannot be rebuilt{where}: {err}") from err
         if "param_names" in f.meta:
             check_structure(model, f.meta, name=f.model_name, kwargs=kwargs, origin=f.meta.get("model_origin"),
                             what=str(f.path))

@@ -210,3 +210,31 @@ def test_sigkill_leaves_a_readable_file_that_resumes_to_the_same_run(user_dir, r
             assert np.array_equal(a.params(s), b.params(s)) and np.array_equal(a.momentum(s), b.momentum(s))
         assert np.array_equal(a.batch_indices_range(0, 30), b.batch_indices_range(0, 30))
         assert np.array_equal(a.step_metrics()["loss"], b.step_metrics()["loss"])
+
+
+def test_a_model_that_can_no_longer_be_rebuilt_is_one_line_naming_its_file(tmp_path, monkeypatch):
+    """The module is gone, or its factory now builds another network: open_run says which and where."""
+    write_user_module(tmp_path, "gonenets")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import landscape as ls
+
+    model = ls.build_model("gonenets:Net", seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = ls.load_dataset("gonenets:blobs")
+    with Recorder(tmp_path / "run.h5", model, opt, dataset=data, batch_size=BATCH) as rec:
+        idx = torch.arange(BATCH)
+        loss = torch.nn.functional.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+        loss.backward()
+        opt.step()
+        rec.step(idx, loss=loss)
+    source = tmp_path / "gonenets.py"
+    source.write_text(source.read_text().replace("self.fc2 = nn.Linear(width, num_classes)",
+                                                 "self.fc2 = nn.Linear(width, num_classes + 1)"))  # it changed
+    sys.modules.pop("gonenets")
+    with pytest.raises(ConfigMismatchError, match=f"'gonenets:Net' .*loaded from {source}.*P = 308 now vs 291"):
+        open_run(tmp_path / "run.h5")
+    source.unlink()                                                          # the module is gone
+    sys.modules.pop("gonenets")
+    with pytest.raises(InputError, match=f"loaded from {source} when the run was written.*cannot import module "
+                                         "'gonenets'"):
+        open_run(tmp_path / "run.h5")
