@@ -148,3 +148,29 @@ def test_dataset_factory_errors_and_changed_data(user_dir):
 def test_resolve_reports_where_a_registered_name_comes_from():
     factory, origin = resolve("mlp", "model", {"mlp": dict})
     assert factory is dict and origin.kind == "registry" and origin.spec == "mlp"
+
+
+def test_train_then_analyse_a_model_from_a_file_outside_the_project(tmp_path, monkeypatch, capsys):
+    """`landscape train --model path/to/file.py:Net --dataset …:blobs`; later commands rebuild both unaided."""
+    from analyses.cli import main
+    from checkpoints import open_run
+    from landscape.io import ResultsFile
+
+    (tmp_path / "code").mkdir()
+    write_user_module(tmp_path / "code")
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run.h5"
+    rc = main(["train", "--model", "code/mynets.py:Net", "--model-kwargs", '{"width": 8}', "--dataset",
+               "code/mynets.py:blobs", "--dataset-kwargs", '{"n": 64}', "--batch-size", "16", "--steps", "8",
+               "--save-every", "4", "--optimizer", "adamw", "--lr", "0.01", "--device", "cpu", "--no-progress",
+               "--out", str(run)])
+    assert rc == 0, capsys.readouterr().err
+    monkeypatch.chdir("/")  # analyses from elsewhere: the file path was stored absolute
+    with open_run(run) as r:
+        assert r.file.model_name == f"{tmp_path}/code/mynets.py:Net" and r.file.dataset_spec["n"] == 64
+        assert r.config.optimizer == "adamw" and r.replay["exact"]
+        assert r.theta(6).shape == (r.file.P,) and not torch.equal(r.theta(6), r.theta(4))  # replayed from step 4
+    assert main(["hessian", str(run), "--steps", "8", "--k", "2", "--out", str(tmp_path / "res.h5"),
+                 "--device", "cpu"]) == 0
+    with ResultsFile(tmp_path / "res.h5") as res:
+        assert res.read_item("hessian/step_00000008/eigen")[0]["converged"] == 1
