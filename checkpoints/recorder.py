@@ -198,15 +198,28 @@ class Recorder:
         return restore(self)
 
     def close(self, status: str = "complete", message: str = "") -> None:
-        """Snapshot the last step (if not saved), commit, set the status and close the file."""
+        """Snapshot the last step (if not saved), commit, set the status and close the file.
+
+        No final snapshot is taken when the optimizer stepped since the last :meth:`step` (the
+        model is then ahead of the log); the status message says so.
+        """
+        self._finish(status, message, snapshot=True)
+
+    def _finish(self, status: str, message: str, snapshot: bool) -> None:
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
         if self.writer is None:
             return
         try:
-            if self.writer.last_snapshot_step != self.t or self.block:
+            if self._updates:
+                message = message or (f"{self._updates} optimizer step(s) after step {self.t} were not recorded; "
+                                      f"the last snapshot is the one before")
+            if snapshot and not self._updates and (self.writer.last_snapshot_step != self.t or self.block):
                 self.save()
+            else:  # keep every logged step; θ now may not be θ_t (the loop failed mid-step)
+                self._flush()
+                self.writer.commit(fsync=self.fsync)
             self.writer.set_status(status, message)
         finally:
             self.writer.close()
@@ -216,7 +229,7 @@ class Recorder:
         if exc_type is None:
             self.close()
         elif self.writer is not None and not isinstance(exc, NonFiniteError):
-            self.close("stopped", f"the training loop raised {exc_type.__name__} after step {self.t}")
+            self._finish("stopped", f"the training loop raised {exc_type.__name__} after step {self.t}", snapshot=False)
         else:
             self.close_quietly()
         return False

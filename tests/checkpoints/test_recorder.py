@@ -108,8 +108,8 @@ def test_bad_calls_are_clear_and_keep_what_was_written(user_dir, tmp_path, call,
                 train_step(model, opt, data, 3)
             rec.step(call.pop("indices"), loss=1.0, **call)
     assert "\n" not in str(err.value)
-    with RunFile(out) as f:  # the snapshots taken before the bad call are there, the file says why it stopped
-        assert f.saved_steps.tolist() == [0, 2, 3] and f.status == "stopped"
+    with RunFile(out) as f:  # what was logged before the bad call is there, the file says why it stopped
+        assert f.saved_steps.tolist() == [0, 2] and f.num_steps == 3 and f.status == "stopped"
         assert "InputError" in f.status_message
 
 
@@ -238,3 +238,16 @@ def test_a_model_that_can_no_longer_be_rebuilt_is_one_line_naming_its_file(tmp_p
     with pytest.raises(InputError, match=f"loaded from {source} when the run was written.*cannot import module "
                                          "'gonenets'"):
         open_run(tmp_path / "run.h5")
+
+
+def test_an_unrecorded_last_optimizer_step_gets_no_mislabelled_snapshot(user_dir, tmp_path):
+    model, opt, data = make()
+    out = tmp_path / "late.h5"
+    with Recorder(out, model, opt, dataset=data, batch_size=BATCH, save_every=0) as rec:
+        for t in range(3):
+            idx, loss = train_step(model, opt, data, t)
+            rec.step(idx, loss=loss)
+        train_step(model, opt, data, 3)  # the loop stepped once more without telling the recorder
+    with RunFile(out) as f:
+        assert f.saved_steps.tolist() == [0] and f.num_steps == 3 and f.status == "complete"
+        assert "1 optimizer step(s) after step 3 were not recorded" in f.status_message
