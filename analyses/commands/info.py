@@ -73,8 +73,8 @@ def _last_sharpness(sharp: dict, cfg: dict) -> dict:
     out = {"step": int(sharp["step"][-1]), "eigenvalues": sharp["eigenvalues"][-1].tolist(),
            "threshold": None if c is None else c / lr, "threshold_label": threshold_label(cfg),
            "preconditioned": cfg.get("optimizer", "sgd") == "adamw"}
-    if not cfg.get("momentum") and cfg.get("optimizer", "sgd") == "sgd":
-        out["two_over_lr"] = 2.0 / lr  # the name this entry had before thresholds followed the optimizer
+    if cfg.get("optimizer", "sgd") == "sgd":
+        out["two_over_lr"] = 2.0 / lr  # kept for readers of older output; "threshold" is the run's own
     return out
 
 
