@@ -176,9 +176,16 @@ class Recorder:
         self.writer.append_eval(self.t, train_loss, train_acc, test_loss, test_acc)
 
     def save(self) -> None:
-        """Snapshot θ, buffers and optimizer state now (at step t), and commit everything logged."""
+        """Snapshot θ, buffers and optimizer state now (at step t), and commit everything logged.
+
+        Raises:
+            InputError: called between ``optimizer.step()`` and :meth:`step` (θ is then θ_{t+1}).
+        """
         if self.writer is None:
             return
+        if self._updates:
+            raise InputError(f"save() after optimizer.step() but before rec.step(): the model holds θ_{self.t + 1}, "
+                             f"not θ_{self.t}; call rec.step() first (it saves at the chosen steps)")
         self._flush()
         theta, buffers, m, v = self._snapshot_arrays()
         self.writer.append_snapshot(self.t, theta, buffers, m, v)
