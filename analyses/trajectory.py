@@ -52,6 +52,7 @@ from scipy.stats import norm
 
 from analyses.driver.records import Record
 from landscape.errors import InputError
+from landscape.stability import OPTIMIZERS, stability_constant
 
 
 @dataclass(frozen=True)
@@ -176,24 +177,35 @@ def settling(C: np.ndarray, steps: np.ndarray, cfg: SettlingConfig = SettlingCon
     return {**out, "block": block, "tail_start_row": (len(M) - n_tail) * block}
 
 
-def stability_threshold(momentum: float = 0.0, nesterov: bool = False) -> float:
-    """The largest stable η·λ of (heavy-ball or Nesterov) SGD on a quadratic, PyTorch's update form.
+def stability_threshold(momentum: float = 0.0, nesterov: bool = False, *, optimizer: str = "sgd",
+                        beta1: float = 0.9) -> float:
+    """The largest stable η·λ of the run's update rule on a quadratic (:mod:`landscape.stability`).
 
     Heavy ball (b ← βb + g, θ ← θ − ηb): 2(1 + β). Nesterov (b ← βb + g,
     θ ← θ − η(g + βb)): 2(1 + β)/(1 + 2β). Both are where an eigenvalue of the
-    2 × 2 iteration matrix on (θ, b) crosses −1; β = 0 gives the classic 2.
+    2 × 2 iteration matrix on (θ, b) crosses −1; β = 0 gives the classic 2. AdamW:
+    (2 + 2β₁)/(1 − β₁) for the eigenvalues of the preconditioned Hessian P⁻¹H.
     """
-    return 2.0 * (1.0 + momentum) / ((1.0 + 2.0 * momentum) if nesterov else 1.0)
+    return stability_constant(optimizer, momentum, nesterov, beta1)
 
 
 def stability(eigenvalues: np.ndarray, lr: float, momentum: float = 0.0, *, nesterov: bool = False,
-              weight_decay: float = 0.0) -> dict:
+              weight_decay: float = 0.0, optimizer: str = "sgd", beta1: float = 0.9) -> dict:
     """η·(λ_i + wd) against :func:`stability_threshold`; ``lambda_crit`` is the largest stable λ.
 
-    Weight decay wd adds wd·I to the Hessian the update sees, so it shifts every λ_i.
+    Weight decay wd adds wd·I to the Hessian the update sees, so it shifts every λ_i. For
+    AdamW the threshold holds for the preconditioned Hessian P⁻¹H, not for the eigenvalues
+    of H given here: ``eta_lambda`` and ``lambda_crit`` are then NaN and ``stable`` False
+    (compare the preconditioned sharpness the trainer logs instead); an optimizer without a
+    known threshold (a user's own) gets a NaN threshold.
     """
+    known = optimizer in OPTIMIZERS
+    threshold = stability_threshold(momentum, nesterov, optimizer=optimizer, beta1=beta1) if known else math.nan
+    if optimizer != "sgd":
+        nan = np.full(np.shape(eigenvalues), np.nan)
+        return {"eta_lambda": nan, "threshold": threshold, "stable": np.zeros(np.shape(eigenvalues), bool),
+                "lambda_crit": math.nan}
     lam = np.asarray(eigenvalues, dtype=np.float64) + weight_decay
-    threshold = stability_threshold(momentum, nesterov)
     return {"eta_lambda": lr * lam, "threshold": threshold, "stable": lr * lam < threshold,
             "lambda_crit": (threshold / lr - weight_decay) if lr > 0 else math.inf}
 
@@ -231,7 +243,7 @@ def phase_amplitudes(C: np.ndarray, lr: np.ndarray, min_points: int = 8) -> dict
 
 def trajectory_analysis(C: np.ndarray, steps: np.ndarray, eigenvalues: np.ndarray, lr: np.ndarray, *,
                         momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
-                        cfg: SettlingConfig = SettlingConfig()) -> dict:
+                        cfg: SettlingConfig = SettlingConfig(), optimizer: str = "sgd", beta1: float = 0.9) -> dict:
     """Everything the trajectory analysis stores, from the coordinates ``C (n_steps, k)``.
 
     ``lr`` is the learning rate at each saved step; stability uses the median over the
@@ -241,7 +253,8 @@ def trajectory_analysis(C: np.ndarray, steps: np.ndarray, eigenvalues: np.ndarra
            "eigenvalues": np.asarray(eigenvalues, dtype=np.float64)}
     out.update(settling(C, steps, cfg))
     tail_lr = float(np.median(lr[out["tail_start_row"]:]))
-    stab = stability(eigenvalues, tail_lr, momentum, nesterov=nesterov, weight_decay=weight_decay)
+    stab = stability(eigenvalues, tail_lr, momentum, nesterov=nesterov, weight_decay=weight_decay,
+                     optimizer=optimizer, beta1=beta1)
     out.update({f"stability_{k}": v for k, v in stab.items()}, tail_lr=tail_lr, momentum=momentum,
                nesterov=int(nesterov), weight_decay=weight_decay)
     out.update(phase_amplitudes(C, lr))
@@ -267,5 +280,6 @@ def eigenbasis_record(thetas: Iterable[np.ndarray], theta_ref: np.ndarray, eig, 
     settle = SettlingConfig(block=config["block"], tail_fraction=config["tail_fraction"], band=config["band"],
                             persist=config["persist"], alpha_drift=config["alpha_drift"])
     out = trajectory_analysis(C, np.asarray(steps), eig.eigenvalues[idx], lr, momentum=config["momentum"],
-                              nesterov=config["nesterov"], weight_decay=config["weight_decay"], cfg=settle)
+                              nesterov=config["nesterov"], weight_decay=config["weight_decay"], cfg=settle,
+                              optimizer=config.get("optimizer", "sgd"), beta1=config.get("beta1", 0.9))
     return Record({**out, "directions": idx.astype(np.int64), "centre": centre}, {"ref_step": eig.step})

@@ -26,6 +26,12 @@ from typing import Any
 from landscape.errors import ConfigMismatchError, InputError
 
 SCHEDULES = ("constant", "step", "cosine", "list")
+OPTIMIZERS = ("sgd", "adamw")           # the update rules of landscape.optim
+OTHER_OPTIMIZER = "other"               # a recorded run's own optimizer (no update rule here: not replayable)
+SOURCES = ("train", "recorder", "import")  # who wrote the run file: the trainer, a Recorder, `landscape import`
+# Fields added after run files were first written: a stored config without them is an SGD run of
+# the trainer, which the defaults describe (checkpoints.setup lets them be absent on resume).
+LATER_FIELDS = ("optimizer", "betas", "eps", "source")
 LOSSES = ("cross_entropy", "mse")
 SHARPNESS_BN = ("eval", "train")
 # Fields that may change when a run is resumed: they extend the run or move it to another
@@ -39,16 +45,19 @@ class TrainConfig:
     """Everything that decides a training run's numbers (see the module docstring for units)."""
 
     # data and model
-    dataset: str = "mnist1d"                # cifar10 | mnist1d | synthetic (landscape.datasets)
+    dataset: str = "mnist1d"                # cifar10 | mnist1d | synthetic | package.module:factory
     dataset_kwargs: dict = field(default_factory=dict)  # e.g. {"data_dir": ...} for cifar10
-    model: str = "cnn1d"                    # a name of landscape.models.model_names()
+    model: str = "cnn1d"                    # a name of landscape.models.model_names() or package.module:factory
     model_kwargs: dict = field(default_factory=dict)
     loss: str = "cross_entropy"             # cross_entropy | mse (mse against one-hot targets)
-    # optimiser: SGD with torch.optim.SGD semantics (dampening 0)
+    # optimiser: SGD as torch.optim.SGD (dampening 0), or AdamW as torch.optim.AdamW (landscape.optim)
+    optimizer: str = "sgd"                  # sgd | adamw (| other: a recorded run's own, not replayable)
     lr: float = 0.1                         # base learning rate η
-    momentum: float = 0.0                   # heavy-ball coefficient β in [0, 1)
-    nesterov: bool = False                  # Nesterov momentum (needs momentum > 0)
-    weight_decay: float = 0.0               # L2 coefficient λ: the update uses g + λθ
+    momentum: float = 0.0                   # sgd: heavy-ball coefficient β in [0, 1)
+    nesterov: bool = False                  # sgd: Nesterov momentum (needs momentum > 0)
+    weight_decay: float = 0.0               # sgd: L2 coefficient λ (g + λθ); adamw: decoupled, θ ← θ(1 − ηλ)
+    betas: tuple = (0.9, 0.999)             # adamw: (β₁, β₂), decay rates of the two moments
+    eps: float = 1e-8                       # adamw: ε added to √v̂
     # learning-rate schedule (checkpoints.schedules)
     schedule: str = "constant"              # constant | step | cosine | list
     milestones: tuple = ()                  # step: lr is multiplied by gamma at each of these steps
@@ -82,11 +91,14 @@ class TrainConfig:
     # execution
     device: str = "cpu"
     deterministic: bool | None = None       # deterministic algorithms (None: on for CPU)
+    # provenance
+    source: str = "train"                   # train | recorder (checkpoints.Recorder) | import (landscape import)
 
     def __post_init__(self):
         for name in ("milestones", "save_steps"):
             object.__setattr__(self, name, tuple(int(s) for s in getattr(self, name)))
         object.__setattr__(self, "lr_points", tuple((int(s), float(v)) for s, v in self.lr_points))
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         object.__setattr__(self, "dataset_kwargs", dict(self.dataset_kwargs))
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
         validate(self)
@@ -123,9 +135,12 @@ class TrainConfig:
             raise InputError("training config JSON must be an object of field: value")
         return cls.from_dict(d)
 
-    def total_steps(self, num_train: int) -> int:
-        """T, the number of optimiser steps: ``steps``, or ``epochs`` × steps per epoch."""
-        if self.steps is not None:
+    def total_steps(self, num_train: int) -> int | None:
+        """T, the number of optimiser steps: ``steps``, or ``epochs`` × steps per epoch.
+
+        None for a recorded or imported run that does not say (its file tells what was logged).
+        """
+        if self.steps is not None or self.epochs is None:
             return self.steps
         if self.full_batch:
             return self.epochs
@@ -133,7 +148,10 @@ class TrainConfig:
 
     def resolved(self, num_train: int, dataset_default_augment: bool) -> TrainConfig:
         """Fill the ``None`` defaults that depend on the data or device, as stored in the file."""
-        changes = {}
+        from landscape.factories import canonical
+
+        changes = {k: canonical(getattr(self, k)) for k in ("model", "dataset")
+                   if canonical(getattr(self, k)) != getattr(self, k)}  # file paths made absolute
         if self.augment is None:
             changes["augment"] = bool(dataset_default_augment)
         if self.deterministic is None:
@@ -170,6 +188,10 @@ def _fail(msg: str) -> None:
 
 
 def _check_choices(c: TrainConfig) -> None:
+    if c.source not in SOURCES:
+        _fail(f"source must be one of {list(SOURCES)}, got {c.source!r}")
+    if c.optimizer not in OPTIMIZERS + ((OTHER_OPTIMIZER,) if c.source != "train" else ()):
+        _fail(f"unknown optimizer {c.optimizer!r}; the trainer implements {list(OPTIMIZERS)} (--optimizer)")
     if c.schedule not in SCHEDULES:
         _fail(f"unknown schedule {c.schedule!r}; choose one of {list(SCHEDULES)}")
     if c.loss not in LOSSES:
@@ -189,7 +211,12 @@ def _positive(value, name: str) -> None:
 
 
 def _check_optimiser(c: TrainConfig) -> None:
-    _positive(c.lr, "lr")
+    if c.source == "train":
+        _positive(c.lr, "lr")
+    elif not (math.isfinite(c.lr) and c.lr >= 0):  # a recorded loop may start at η = 0 (warm-up)
+        _fail(f"lr must be a finite number >= 0, got {c.lr!r}")
+    if c.optimizer == "adamw":
+        _check_adamw(c)
     if not 0.0 <= c.momentum < 1.0:
         _fail(f"momentum must be in [0, 1), got {c.momentum}")
     if c.nesterov and c.momentum == 0:
@@ -198,7 +225,17 @@ def _check_optimiser(c: TrainConfig) -> None:
         _fail(f"weight_decay must be >= 0, got {c.weight_decay}")
 
 
+def _check_adamw(c: TrainConfig) -> None:
+    if c.momentum or c.nesterov:
+        _fail("adamw takes its momentum from betas (β₁); drop --momentum/--nesterov and pass --betas 0.9,0.999")
+    if len(c.betas) != 2 or not all(0.0 <= b < 1.0 for b in c.betas):
+        _fail(f"betas must be two numbers in [0, 1), got {list(c.betas)}")
+    _positive(c.eps, "eps")
+
+
 def _check_length(c: TrainConfig) -> None:
+    if c.source != "train" and c.epochs is None and c.steps is None:
+        return  # a recorded or imported run: its length is what the file holds
     if (c.epochs is None) == (c.steps is None):
         _fail("give exactly one of epochs and steps (the length of the run), "
               f"got epochs={c.epochs} steps={c.steps}")

@@ -9,6 +9,14 @@ at the edge of stability"): every k steps the top Hessian eigenvalues of the tra
 on a fixed subset of the training set, from :func:`landscape.eigsh` warm-started at the
 previous eigenvectors, logged next to the learning rate so that λ_max can be compared with
 2/η (gradient descent) or (2 + 2β)/η (heavy-ball momentum β).
+
+For AdamW the logged value is the *preconditioned* sharpness λ_max(P⁻¹H) (Cohen et al. 2022,
+"Adaptive gradient methods at the edge of stability"), P = diag(√v̂_t + ε) built from the
+second moment v_t stored with the state at step t (the preconditioner of the last update,
+:func:`landscape.optim.adam_preconditioner`), computed as the top eigenvalue of the symmetric
+D H D with D = P^{-1/2} (the same spectrum as P⁻¹H). Its threshold is (2 + 2β₁)/((1 − β₁)η)
+= 38/η for β₁ = 0.9 (:mod:`landscape.stability`). At step 0 no second moment exists yet
+(v_0 = 0): the row holds NaN.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import numpy as np
 import torch
 
 from checkpoints.augment import derive_seed
+from landscape.operators import LinearOperator
 
 
 def snapshot_steps(cfg, T: int) -> np.ndarray:
@@ -87,14 +96,46 @@ class SharpnessMonitor:
                          batch_size=self.cfg.eval_batch_size)
 
     def measure(self, state) -> np.ndarray:
-        """The top ``sharpness_k`` eigenvalues (descending) of the subset Hessian at θ_t."""
+        """The top ``sharpness_k`` eigenvalues (descending) of the subset Hessian at θ_t.
+
+        AdamW: of the preconditioned Hessian D H D (module docstring); NaN before the first update.
+        """
         from landscape.solvers import eigsh
 
         H = self.objective(state).hessian(state.theta)
+        if self.cfg.optimizer == "adamw":
+            t = state.step + self.stepper.update_offset
+            if t < 1:
+                return np.full(self.cfg.sharpness_k, np.nan)
+            H = PreconditionedOperator(H, preconditioner_scaling(state.second_moment, t, self.cfg))
         res = eigsh(H, k=self.cfg.sharpness_k, which="LA", tol=self.cfg.sharpness_tol,
                     max_matvecs=self.cfg.sharpness_max_matvecs, seed=self.cfg.seed, v0=self.v0)
         self.v0 = res.eigenvectors
         return np.sort(np.asarray(res.eigenvalues, dtype=np.float64))[::-1].copy()
+
+
+def preconditioner_scaling(v: torch.Tensor, t: int, cfg) -> torch.Tensor:
+    """D = P^{-1/2} ``(P,)`` for AdamW's P = √v̂ + ε after t updates (float64 for the products)."""
+    from landscape.optim import adam_preconditioner
+
+    return adam_preconditioner(v.double(), t, cfg.betas, cfg.eps).rsqrt()
+
+
+class PreconditionedOperator(LinearOperator):
+    """D H D for a Hessian operator H and a diagonal D ``(P,)``: the spectrum of P⁻¹H when D = P^{-1/2}.
+
+    Products are taken in H's dtype on H's device (D is cast to them).
+    """
+
+    def __init__(self, H, d: torch.Tensor):
+        super().__init__(H.shape[0], H.dtype, H.device)
+        self.H, self.d = H, d.to(H.device, H.dtype)
+
+    def _matvec(self, v: torch.Tensor) -> torch.Tensor:
+        return self.d * self.H.matvec(self.d * v)
+
+    def _matmat(self, V: torch.Tensor) -> torch.Tensor:
+        return self.d * self.H.matmat(self.d * V)
 
 
 class StopRequest:

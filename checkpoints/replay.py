@@ -2,9 +2,16 @@
 
 θ_t at a saved step is read from the file (checksum-verified). At any other step it is
 rebuilt from the nearest snapshot s ≤ t by replaying updates s … t−1 with the logged batch
-indices and augmentation seeds and the run's schedule (:mod:`checkpoints.step`): bitwise
-the θ_t the trainer had, on the CPU (and on a GPU with deterministic algorithms), provided
-torch and the thread count are those of the run.
+indices, augmentation seeds and learning rates (:mod:`checkpoints.step`): bitwise the θ_t the
+trainer had, on the CPU (and on a GPU with deterministic algorithms), provided torch and the
+thread count are those of the run.
+
+Runs written by a :class:`~checkpoints.recorder.Recorder` (the user's own loop) replay with
+the same update rule, equal to the loop's θ up to rounding (the loop ran its own kernels): the
+first time an interval between two snapshots is replayed it is replayed to its end and checked
+against the snapshot there (:data:`REPLAY_RTOL`). A run without a batch log (an import, or a
+recorder called without indices) or with an optimizer the toolkit does not implement cannot be
+replayed: unsaved steps are refused with the reason; saved steps work as always.
 
 Example (an analysis script in a few lines)::
 
@@ -30,10 +37,17 @@ from torch import Tensor
 
 from checkpoints.batches import ReplayPlan
 from checkpoints.config import TrainConfig
-from checkpoints.schedules import make_schedule
 from checkpoints.recording import fixed_subset
 from checkpoints.step import Stepper, TrainState, deterministic_mode
-from landscape.errors import InputError
+from landscape.errors import ConfigMismatchError, InputError
+
+# Relative ‖θ_replayed − θ_saved‖/‖θ_saved‖ accepted at the end of a replayed interval of a
+# recorded run: the user's loop and the replay agree to float32 rounding per step (~1e-7),
+# which a few hundred steps of training dynamics amplify by at most a few hundred; a loop that
+# did something the log does not hold (its own augmentation, clipping, another loss) differs
+# by the size of an update or more.
+REPLAY_RTOL = 1e-4
+TRAINER_REPLAY = {"possible": True, "exact": True, "why": ""}  # files written by the trainer (and older ones)
 
 
 def open_run(path: str | os.PathLike, *, device: str = "cpu", data_dir: str | None = None) -> Run:
@@ -62,9 +76,35 @@ class Run:
 
         self.file = RunFile(path)
         self.device, self.data_dir = device, data_dir
-        self.config = TrainConfig.from_dict(self.file.config).replace(device=device)
-        self.model = build_model(self.file.model_name, seed=self.config.seed, **self.file.model_kwargs).to(device)
-        self._dataset, self._stepper, self._cache = None, None, None
+        try:
+            self.config = TrainConfig.from_dict(self.file.config).replace(device=device)
+            self.model = self._build_model(build_model).to(device)
+        except BaseException:
+            self.file.close()
+            raise
+        self._dataset, self._stepper, self._cache, self._lrs, self._verified = None, None, None, None, set()
+
+    def _build_model(self, build_model):
+        """The model from the stored spec, checked against the stored parameter names and shapes."""
+        from landscape.models import check_structure
+
+        f = self.file
+        kwargs = {**f.meta.get("model_data_kwargs", {}), **f.model_kwargs}
+        try:
+            model = build_model(f.model_name, seed=self.config.seed, **kwargs)
+        except InputError as err:
+            origin = f.meta.get("model_origin") or {}
+            where = f" (it was loaded from {origin['file']} when the run was written)" if origin.get("file") else ""
+            raise InputError(f"the model of {f.path} cannot be rebuilt{where}: {err}") from err
+        if "param_names" in f.meta:
+            check_structure(model, f.meta, name=f.model_name, kwargs=kwargs, origin=f.meta.get("model_origin"),
+                            what=str(f.path))
+        return model
+
+    @property
+    def replay(self) -> dict:
+        """Whether unsaved steps can be replayed: ``{"possible", "exact", "why"}`` (module docstring)."""
+        return {**TRAINER_REPLAY, **self.file.meta.get("replay", {})}
 
     # --- what the file holds -------------------------------------------------------------
     @property
@@ -94,20 +134,25 @@ class Run:
         """The training step of this run (model, data, loss, optimiser, augmentation)."""
         if self._stepper is None:
             self._stepper = Stepper(copy.deepcopy(self.model), self.dataset, self.config)
+            self._stepper.update_offset = int(self.file.meta.get("optimizer_step_offset", 0))
         return self._stepper
 
     # --- θ at any step --------------------------------------------------------------------
     def snapshot_state(self, step: int) -> TrainState:
         """S_s = (θ, momentum, buffers) stored at the saved step ``s`` (checksums verified)."""
         f, s = self.file, int(step)
-        m = torch.from_numpy(f.momentum(s)) if self.config.momentum else None
+        m, v = (torch.from_numpy(read(s)) if f.has_vector(name, s) else None
+                for name, read in (("momentum", f.momentum), ("second_moment", f.second_moment)))
         b = f.buffers(s)
         flat = torch.from_numpy(np.asarray(b, np.float64)) if len(b) else None
-        return self.stepper.state(s, torch.from_numpy(f.params(s)), m, flat)
+        return self.stepper.state(s, torch.from_numpy(f.params(s)), m, flat, v)
 
     def state(self, step: int) -> TrainState:
         """S_t at any step t ≤ num_steps: the nearest snapshot at or before t, plus replay."""
         t = int(step)
+        if t in set(self.saved_steps.tolist()):
+            return self.snapshot_state(t)
+        self._check_replayable(t)
         if not 0 <= t <= self.num_steps:
             raise InputError(f"step {t} is outside the run: θ can be rebuilt for steps 0 … {self.num_steps}")
         saved = self.saved_steps[self.saved_steps <= t]
@@ -115,19 +160,51 @@ class Run:
             raise InputError(f"no snapshot at or before step {t} in {self.file.path}; saved steps start at "
                              f"{self.saved_steps[:1].tolist()}")
         s = int(saved[-1])
-        if s == t:
-            return self.snapshot_state(t)
         cached = self._cache if self._cache is not None and s <= self._cache.step <= t else None
+        if cached is None and not self.replay["exact"] and s not in self._verified:
+            return self._verify_interval(s, t)
         return self._replay(cached or self.snapshot_state(s), t)
 
-    def _replay(self, state: TrainState, t: int) -> TrainState:
-        plan, schedule = ReplayPlan(self.file), make_schedule(self.config)
+    def _check_replayable(self, t: int) -> None:
+        rp = self.replay
+        if not rp["possible"]:
+            raise InputError(f"θ at step {t} is not saved in {self.file.path} and cannot be replayed: {rp['why']}; "
+                             f"choose a saved step ({_abbrev(self.saved_steps)})")
+
+    def _replay(self, state: TrainState, t: int, keep: int | None = None) -> TrainState:
+        """Replay from ``state`` to step t; with ``keep``, also return the state passed at step ``keep``."""
+        plan, lrs, kept = ReplayPlan(self.file), self._logged_lrs(), None
         with deterministic_mode(self.config):
             while state.step < t:
+                kept = state if state.step == keep else kept
                 idx, seed = plan.batch(state.step)
-                state, _ = self.stepper.step(state, idx, seed, schedule(state.step))
+                state, _ = self.stepper.step(state, idx, seed, float(lrs[state.step]))
         self._cache = state
-        return state
+        return state if keep is None else (kept if keep < t else state)
+
+    def _logged_lrs(self) -> np.ndarray:
+        if self._lrs is None or len(self._lrs) < self.num_steps:
+            self._lrs = self.file.step_metrics()["lr"]
+        return self._lrs
+
+    def _verify_interval(self, s: int, t: int) -> TrainState:
+        """Replay a recorded run's interval from snapshot s to the next one, check it, return S_t."""
+        later = self.saved_steps[(self.saved_steps > s) & (self.saved_steps <= self.num_steps)]
+        if len(later) == 0:  # nothing to check against: the replay is as good as the rule
+            return self._replay(self.snapshot_state(s), t)
+        end = int(later[0])
+        at_t = self._replay(self.snapshot_state(s), end, keep=t)
+        got, want = self._cache.theta, self.snapshot_state(end).theta
+        rel = float((got - want).norm() / want.norm().clamp_min(1e-30))
+        if not rel <= REPLAY_RTOL:
+            raise ConfigMismatchError(
+                f"replaying {self.file.path} from step {s} does not reproduce its snapshot at step {end} "
+                f"(relative difference {rel:.2e} > {REPLAY_RTOL:g}): the training loop did something the run "
+                "file does not record (its own augmentation, gradient clipping, another loss or optimizer "
+                f"setting); use saved steps only ({_abbrev(self.saved_steps)})")
+        self._verified.add(s)
+        self._cache = at_t
+        return at_t
 
     def theta(self, step: int) -> Tensor:
         """θ_t ``(P,)`` float32 on the device (saved, or replayed from the nearest snapshot)."""
@@ -189,3 +266,8 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({self.file!r})"
+
+
+def _abbrev(steps: np.ndarray) -> str:
+    s = [str(int(x)) for x in steps]
+    return ", ".join(s) if len(s) <= 8 else ", ".join(s[:4] + ["…"] + s[-3:])

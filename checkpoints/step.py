@@ -1,8 +1,9 @@
-"""One SGD step as a pure function of the training state, and full-dataset evaluation.
+"""One training step as a pure function of the training state, and full-dataset evaluation.
 
-The training state at step t is S_t = (θ_t, m_t, b_t): parameters, momentum buffer and
-BatchNorm buffers (running statistics, updated in train mode). Update t maps S_t to
-S_{t+1} using the batch I_t, the augmentation seed a_t and the learning rate η_t only:
+The training state at step t is S_t = (θ_t, m_t, v_t, b_t): parameters, momentum buffer
+(AdamW: first moment), AdamW's second moment (None for SGD) and BatchNorm buffers (running
+statistics, updated in train mode). Update t maps S_t to S_{t+1} using the batch I_t, the
+augmentation seed a_t and the learning rate η_t only; for SGD:
 
     g   = ∇_θ (1/B) Σ_{i∈I_t} ℓ(f(aug(x_i; a_t); θ_t, b_t), y_i)    (BN in train mode)
     d   = g + λ θ_t                                                (weight decay λ)
@@ -12,7 +13,9 @@ S_{t+1} using the batch I_t, the augmentation seed a_t and the learning rate η_
 
 which is ``torch.optim.SGD`` (dampening 0) written on the flat θ: the one update rule of
 :func:`landscape.optim.sgd_update`, shared with the differentiable loop of
-:mod:`landscape.hyper` and the interventions. Nothing else is read: no global RNG, no hidden optimizer state, so the
+:mod:`landscape.hyper` and the interventions. AdamW is :func:`landscape.optim.adamw_update`
+(``torch.optim.AdamW``), its bias corrections counting update t as the (t + 1)-th (plus
+``Stepper.update_offset`` for a recorded run whose optimizer had stepped before recording). Nothing else is read: no global RNG, no hidden optimizer state, so the
 same inputs give bitwise the same outputs on the CPU, and a step can be replayed from a
 snapshot of S_t.
 """
@@ -30,18 +33,20 @@ from torch.func import functional_call
 
 from checkpoints.augment import augment
 from landscape.losses import num_correct, resolve_loss
-from landscape.optim import sgd_update
+from landscape.optim import adamw_update, sgd_update
 from landscape.params import ParamSpec, flatten_buffers, unflatten_buffers
 
 
 @dataclass
 class TrainState:
-    """S_t: ``step`` t, θ_t ``(P,)``, momentum m_t ``(P,)`` or None, BN buffers ``{name: tensor}``."""
+    """S_t: ``step`` t, θ_t ``(P,)``, momentum m_t ``(P,)`` or None, BN buffers ``{name: tensor}``,
+    and AdamW's second moment v_t ``(P,)`` (None for SGD)."""
 
     step: int
     theta: Tensor
     momentum: Tensor | None
     buffers: dict
+    second_moment: Tensor | None = None
 
     def flat_buffers(self, model) -> Tensor:
         """The buffers as one float64 vector (``landscape.params.flatten_buffers`` order)."""
@@ -67,6 +72,7 @@ class Stepper:
         self.loss_fn = resolve_loss(cfg.loss)
         self.y_train = self._targets(dataset.y_train)
         self.y_test = self._targets(dataset.y_test)
+        self.update_offset = 0  # AdamW updates done before step 0 of the run (a recorded run)
 
     def _targets(self, y: Tensor) -> Tensor:
         if self.cfg.loss == "mse" and not y.is_floating_point():
@@ -78,16 +84,23 @@ class Stepper:
         dev = self.data.x_train.device
         theta = self.spec.theta_of(self.model) if theta is None else theta
         theta = theta.to(dev, torch.float32).clone()
-        m = torch.zeros_like(theta) if self.cfg.momentum else None
-        return self.state(0, theta, m, flat_buffers)
+        m = torch.zeros_like(theta) if self.uses_momentum else None
+        v = torch.zeros_like(theta) if self.cfg.optimizer == "adamw" else None
+        return self.state(0, theta, m, flat_buffers, v)
 
-    def state(self, step: int, theta: Tensor, momentum: Tensor | None, flat_buffers: Tensor | None) -> TrainState:
+    @property
+    def uses_momentum(self) -> bool:
+        """Whether the optimizer keeps a momentum (AdamW: first-moment) buffer."""
+        return self.cfg.optimizer == "adamw" or bool(self.cfg.momentum)
+
+    def state(self, step: int, theta: Tensor, momentum: Tensor | None, flat_buffers: Tensor | None,
+              second_moment: Tensor | None = None) -> TrainState:
         """A state from stored arrays (buffers as a flat vector; None keeps the model's own)."""
         dev = self.data.x_train.device
         flat = flatten_buffers(self.model) if flat_buffers is None else torch.as_tensor(flat_buffers)
         buffers = {k: v.clone() for k, v in unflatten_buffers(self.model, flat.to(torch.float64)).items()}
-        m = None if momentum is None else torch.as_tensor(momentum).to(dev, torch.float32).clone()
-        return TrainState(int(step), torch.as_tensor(theta).to(dev, torch.float32).clone(), m, buffers)
+        m, v = (None if a is None else torch.as_tensor(a).to(dev, torch.float32).clone() for a in (momentum, second_moment))
+        return TrainState(int(step), torch.as_tensor(theta).to(dev, torch.float32).clone(), m, buffers, v)
 
     def batch(self, idx: Tensor | None, aug_seed: int) -> tuple[Tensor, Tensor]:
         """The (augmented) inputs and the targets of a batch of indices (None: all of them)."""
@@ -106,9 +119,18 @@ class Stepper:
         out = functional_call(self.model, {**self.spec.unflatten(theta), **buffers}, (x,))
         loss = self.loss_fn(out, y).mean()
         (g,) = torch.autograd.grad(loss, theta)
+        return self.update(state, theta.detach(), g, lr, buffers), loss.detach()
+
+    def update(self, state: TrainState, theta: Tensor, g: Tensor, lr: float, buffers: dict) -> TrainState:
+        """S_{t+1} from θ_t, the gradient and the new BN buffers: the run's update rule."""
         c = self.cfg
-        theta_new, m = sgd_update(theta.detach(), g, state.momentum, lr, c.momentum, c.nesterov, c.weight_decay)
-        return TrainState(state.step + 1, theta_new, m, buffers), loss.detach()
+        if c.optimizer == "adamw":
+            t = state.step + 1 + self.update_offset
+            theta_new, m, v = adamw_update(theta, g, state.momentum, state.second_moment, t, lr, c.betas, c.eps,
+                                           c.weight_decay)
+            return TrainState(state.step + 1, theta_new, m, buffers, v)
+        theta_new, m = sgd_update(theta, g, state.momentum, lr, c.momentum, c.nesterov, c.weight_decay)
+        return TrainState(state.step + 1, theta_new, m, buffers)
 
     @torch.no_grad()
     def evaluate(self, state: TrainState, split: str) -> tuple[float, float]:

@@ -1,4 +1,4 @@
-"""The training loop: SGD on the flat θ, every step's batch logged, crash-safe resume.
+"""The training loop: SGD or AdamW on the flat θ, every step's batch logged, crash-safe resume.
 
 :func:`train` runs a :class:`~checkpoints.config.TrainConfig` and writes one run file
 (layout owned by :mod:`landscape.io`); :func:`resume` continues a killed or stopped run.
@@ -14,8 +14,8 @@ Guarantees (tests in ``tests/checkpoints``):
 
 * the update is a pure function of (S_t, I_t, a_t, η_t), so a run killed at any moment and
   resumed from its last committed snapshot ends bitwise identical (CPU) to the run never
-  interrupted: the batch plan and the schedule are stateless, the momentum buffer and BN
-  buffers are part of every snapshot, and ``RunWriter(mode="resume")`` drops the log rows
+  interrupted: the batch plan and the schedule are stateless, the optimizer state (momentum;
+  AdamW's two moments) and BN buffers are part of every snapshot, and ``RunWriter(mode="resume")`` drops the log rows
   written after that snapshot;
 * SIGTERM/SIGUSR1 stop at the next step boundary: the state is snapshotted and committed,
   the status set to ``stopped``, and the process exits 0;
@@ -40,6 +40,7 @@ from checkpoints.schedules import make_schedule
 from checkpoints.setup import RunSetup, prepare_fresh, prepare_resume
 from checkpoints.step import deterministic_mode
 from landscape.errors import LandscapeError, NonFiniteError
+from landscape.stability import run_constant
 
 LOG_BLOCK = 256  # steps of per-step log buffered between commits (a few KiB per step at most)
 FSYNC_INTERVAL_S = 1.0  # snapshots closer than this to the last fsync are flushed (kill-safe), not fsynced
@@ -152,6 +153,7 @@ class Loop:
         self.block = _StepBlock(setup.batch_width)
         self.final_eval, self.last_loss, self.postfix = {}, None, {}
         self.bar = _progress_bar(progress, self.T, setup.state.step, self.cfg)
+        self.threshold = run_constant(self.cfg.to_dict())  # λ = c/η at the edge of stability
 
     def run(self) -> TrainResult:
         state, t0 = self.s.state, time.perf_counter()
@@ -233,13 +235,13 @@ class Loop:
     def _sharpness(self, state) -> None:
         lam = self.monitor.measure(state)
         self.w.append_sharpness(state.step, lam, self.schedule(state.step))
-        self.postfix.update(lam=f"{lam[0]:.3g}", two_over_lr=f"{2 / self.schedule(state.step):.3g}")
+        self.postfix.update(lam=f"{lam[0]:.3g}", threshold=f"{self.threshold / self.schedule(state.step):.3g}")
         self.bar.set_postfix(self.postfix)
 
     def _snapshot(self, state) -> None:
-        m = None if state.momentum is None else state.momentum.detach().cpu().numpy()
+        m, v = (None if a is None else a.detach().cpu().numpy() for a in (state.momentum, state.second_moment))
         self.w.append_snapshot(state.step, state.theta.detach().cpu().numpy(),
-                               state.flat_buffers(self.s.stepper.model).numpy().astype(np.float32), m)
+                               state.flat_buffers(self.s.stepper.model).numpy().astype(np.float32), m, v)
         _pause("snapshot", state.step)
         now = time.monotonic()
         durable = self.fsync and now - self.last_fsync >= FSYNC_INTERVAL_S

@@ -14,10 +14,22 @@ the flat θ (Sutskever et al. 2013 for the Nesterov form)::
     d  = d + β m'  (Nesterov)   or   d = m'  (heavy ball)
     θ' = θ − η d
 
-Every operation is out of place, so the rule is differentiable with ``torch.func``
-(forward and reverse mode). With Python-number hyperparameters it runs the very kernels of
-``torch.optim.SGD`` (``add(…, alpha=…)``, a fused multiply-add on most CPUs), so a run is
-bitwise the one ``torch.optim.SGD`` would give; with tensor hyperparameters (a learning
+AdamW (Loshchilov & Hutter 2019, "Decoupled weight decay regularization"; Kingma & Ba 2015
+for Adam), ``torch.optim.AdamW`` (amsgrad off) written on the flat θ, with t the number of
+this update (1, 2, …)::
+
+    θ  = θ (1 − η λ)                 (decoupled weight decay λ)
+    m' = β₁ m + (1 − β₁) g           (m_0 = 0)
+    v' = β₂ v + (1 − β₂) g²          (v_0 = 0)
+    θ' = θ − η/(1 − β₁ᵗ) · m' / (√v' / √(1 − β₂ᵗ) + ε)
+
+The effective preconditioner is P = diag(√v̂ + ε) with v̂ = v/(1 − β₂ᵗ): :func:`adam_preconditioner`.
+
+Every operation is out of place, so the rules are differentiable with ``torch.func``
+(forward and reverse mode). With Python-number hyperparameters they run the very kernels of
+``torch.optim.SGD`` (``add(…, alpha=…)``, a fused multiply-add on most CPUs) and of the
+for-loop ``torch.optim.AdamW`` (``lerp``, ``addcmul``, ``addcdiv``), so a run is bitwise the
+one those optimizers would give on the same flat tensor; with tensor hyperparameters (a learning
 rate that carries derivatives, per-weight rates or penalties) the same formulas are written
 as products and sums, equal to rounding.
 """
@@ -102,3 +114,59 @@ def _direction(theta: Tensor, g: Tensor, weight_decay) -> Tensor:
     if isinstance(weight_decay, Tensor):
         return g + weight_decay.detach().to(torch.float64) * theta
     return g + float(weight_decay) * theta if weight_decay else g
+def adamw_update(theta: Tensor, g: Tensor, m: Tensor, v: Tensor, t: int, lr, betas=(0.9, 0.999),
+                 eps: float = 1e-8, weight_decay=0.0) -> tuple[Tensor, Tensor, Tensor]:
+    """One AdamW step: ``(θ', m', v')`` from θ ``(P,)``, the gradient g and the moments m, v.
+
+    Args:
+        theta: θ_t.
+        g: the minibatch gradient at θ_t.
+        m: the first moment (``exp_avg``), zeros before the first update.
+        v: the second moment (``exp_avg_sq``), zeros before the first update.
+        t: the number of this update, counted from 1 (``torch.optim.AdamW``'s ``state["step"]``
+            after its increment); the bias corrections use it.
+        lr: η_t (a float, or a tensor broadcastable to θ).
+        betas: (β₁, β₂) (floats or 0-d tensors).
+        eps: ε, added to √v̂.
+        weight_decay: λ, decoupled: θ is multiplied by 1 − ηλ before the Adam step.
+
+    Returns:
+        ``(θ_{t+1}, m_{t+1}, v_{t+1})``.
+    """
+    beta1, beta2 = betas
+    if int(t) < 1:
+        raise ValueError(f"t counts updates from 1, got {t}")
+    if not any(isinstance(h, Tensor) for h in (lr, beta1, beta2, weight_decay)):
+        return _adamw_numbers(theta, g, m, v, float(t), float(lr), float(beta1), float(beta2), float(eps),
+                              float(weight_decay))
+    if _present(weight_decay):
+        theta = theta * (1 - lr * weight_decay)
+    m = m + (1 - beta1) * (g - m)
+    v = beta2 * v + (1 - beta2) * g * g
+    bc1, bc2 = 1 - beta1 ** t, 1 - beta2 ** t
+    denom = torch.sqrt(v) / torch.sqrt(torch.as_tensor(bc2, dtype=v.dtype)) + eps
+    return theta - (lr / bc1) * m / denom, m, v
+
+
+def _adamw_numbers(theta, g, m, v, t: float, lr: float, beta1: float, beta2: float, eps: float,
+                   weight_decay: float):
+    """The rule with Python-number hyperparameters, with torch.optim.AdamW's for-loop kernels."""
+    if weight_decay:
+        theta = theta.mul(1 - lr * weight_decay)
+    m = m.lerp(g, 1 - beta1)
+    v = v.mul(beta2).addcmul(g, g, value=1 - beta2)
+    step_size = lr / (1 - beta1 ** t)
+    denom = (v.sqrt() / (1 - beta2 ** t) ** 0.5).add(eps)
+    return theta.addcdiv(m, denom, value=-step_size), m, v
+
+
+def adam_preconditioner(v: Tensor, t: int, betas=(0.9, 0.999), eps: float = 1e-8) -> Tensor:
+    """The diagonal P = √v̂ + ε of the Adam step after t updates, with v̂ = v / (1 − β₂ᵗ).
+
+    The AdamW step is θ' = θ(1 − ηλ) − η P⁻¹ m̂, so P⁻¹H is the matrix whose top eigenvalue
+    (the *preconditioned sharpness*) decides stability on a quadratic: Cohen et al. 2022,
+    "Adaptive gradient methods at the edge of stability". Returns ``(P,)`` in ``v``'s dtype.
+    """
+    if int(t) < 1:
+        raise ValueError("the preconditioner needs at least one update (t >= 1): v_0 = 0")
+    return (v.sqrt() / (1 - float(betas[1]) ** float(t)) ** 0.5).add(eps)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from landscape.optim import sgd_update
+from landscape.optim import adamw_update, sgd_update
 
 # Tensor hyperparameters run mul-then-add where numbers run torch's fused add(alpha=):
 # the two differ by float64 rounding, a few ulps of |θ| + η|d| per step over 5 steps.
@@ -45,3 +45,59 @@ def test_per_weight_rates_and_penalties_broadcast():
     wd = torch.full((4,), 2.0, dtype=torch.float64)
     new, _ = sgd_update(theta, g, None, lr, 0.0, False, wd)
     assert torch.equal(new, 1 - 2 * lr)
+
+
+# --- AdamW --------------------------------------------------------------------------------------
+ADAMW = [((0.9, 0.999), 1e-8, 0.0), ((0.9, 0.99), 1e-8, 0.05), ((0.5, 0.9), 1e-3, 1e-2)]
+
+
+def _params(shapes, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(*s, generator=gen)) for s in shapes]
+
+
+@pytest.mark.parametrize("betas,eps,weight_decay", ADAMW)
+@pytest.mark.parametrize("shapes", [[(37,)], [(5, 7), (7,), (3, 5, 2), (1,)]], ids=["flat", "module"])
+def test_adamw_update_is_torch_adamw_bitwise(shapes, betas, eps, weight_decay):
+    """The rule on the flat θ equals torch.optim.AdamW (for-loop) on the separate tensors, bit for bit."""
+    params = _params(shapes)
+    opt = torch.optim.AdamW(params, lr=1e-2, betas=betas, eps=eps, weight_decay=weight_decay, foreach=False)
+    theta = torch.cat([p.detach().reshape(-1) for p in params])
+    m, v = torch.zeros_like(theta), torch.zeros_like(theta)
+    gen = torch.Generator().manual_seed(3)
+    for t in range(1, 9):
+        grads = [torch.randn(*s, generator=gen) for s in shapes]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt.step()
+        theta, m, v = adamw_update(theta, torch.cat([g.reshape(-1) for g in grads]), m, v, t, 1e-2, betas, eps,
+                                   weight_decay)
+    assert torch.equal(theta, torch.cat([p.detach().reshape(-1) for p in params]))
+    assert torch.equal(v, torch.cat([opt.state[p]["exp_avg_sq"].reshape(-1) for p in params]))
+
+
+@pytest.mark.parametrize("betas,eps,weight_decay", ADAMW)
+def test_adamw_tensor_hyperparameters_give_the_number_rule(betas, eps, weight_decay):
+    gen = torch.Generator().manual_seed(1)
+    t64 = lambda x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
+    runs = []
+    for hyper in ((0.1, betas, weight_decay), (t64(0.1), tuple(map(t64, betas)), t64(weight_decay))):
+        gen.manual_seed(1)
+        theta = torch.randn(40, generator=gen, dtype=torch.float64)
+        m, v = torch.zeros_like(theta), torch.zeros_like(theta)
+        for t in range(1, 6):
+            theta, m, v = adamw_update(theta, torch.randn(40, generator=gen, dtype=torch.float64), m, v, t,
+                                       hyper[0], hyper[1], eps, hyper[2])
+        runs.append(theta)
+    torch.testing.assert_close(runs[1], runs[0], rtol=SAME_RULE_RTOL, atol=0)
+
+
+def test_adamw_first_step_is_sign_descent_and_differentiable_in_lr():
+    """From m = v = 0 the first step is θ − η·g/(|g| + ε/…) ≈ θ − η·sign(g); dθ/dη = −m̂/(√v̂ + ε)."""
+    theta, g = torch.zeros(3, dtype=torch.float64), torch.tensor([2.0, -0.5, 1e-3], dtype=torch.float64)
+    zeros = torch.zeros(3, dtype=torch.float64)
+    new, _, _ = adamw_update(theta, g, zeros, zeros, 1, 0.1, (0.9, 0.999), 1e-12, 0.0)
+    torch.testing.assert_close(new, -0.1 * torch.sign(g), rtol=1e-8, atol=0)
+    step = lambda lr: adamw_update(theta, g, zeros, zeros, 1, lr, (0.9, 0.999), 1e-12, 0.0)[0]  # noqa: E731
+    torch.testing.assert_close(torch.func.jacrev(step)(torch.tensor(0.1, dtype=torch.float64)), -torch.sign(g),
+                               rtol=1e-8, atol=0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import os
 import pkgutil
 import sys
 from pathlib import Path
@@ -76,6 +77,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to files: never open a window (plots/style.py)
     chosen = argv[0] if argv and argv[0] in _module_names() else None
     parser = build_parser(only=chosen)
     args = parser.parse_args(argv)
@@ -94,8 +96,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"landscape {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:     # `landscape info FILE | head`: the reader left; no traceback
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     finally:

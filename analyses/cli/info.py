@@ -44,12 +44,39 @@ def run_info(path) -> dict:
         info["total_steps"] = f.meta.get("total_steps")
         info["complete"] = f.status == "complete"
         info["parents"] = f.meta.get("parents", {})
+        info.update(_origin_fields(f))
         sharp = f.sharpness()
         if len(sharp["step"]):
-            info["last_sharpness"] = {"step": int(sharp["step"][-1]),
-                                      "eigenvalues": sharp["eigenvalues"][-1].tolist(),
-                                      "two_over_lr": 2.0 / float(sharp["lr"][-1])}
+            info["last_sharpness"] = _last_sharpness(sharp, f.config)
     return info
+
+
+def _origin_fields(f) -> dict:
+    """Who wrote the run, with which optimizer, what it logs, what each epoch leaves out."""
+    meta, cfg = f.meta, f.config
+    return {"source": meta.get("source", "train"), "optimizer": meta.get("optimizer") or _optimizer(cfg),
+            "batch_log": f.has_batch_log, "replay": meta.get("replay", {"possible": True, "exact": True}),
+            "model_data_kwargs": meta.get("model_data_kwargs", {}), "model_origin": meta.get("model_origin"),
+            "dropped_per_epoch": meta.get("dropped_per_epoch")}
+
+
+def _optimizer(cfg: dict) -> dict:
+    if cfg.get("optimizer", "sgd") == "adamw":
+        return {"name": "adamw", "betas": cfg.get("betas"), "eps": cfg.get("eps"), "weight_decay": cfg.get("weight_decay")}
+    return {"name": "sgd", "momentum": cfg.get("momentum", 0.0), "nesterov": cfg.get("nesterov", False),
+            "weight_decay": cfg.get("weight_decay", 0.0)}
+
+
+def _last_sharpness(sharp: dict, cfg: dict) -> dict:
+    from landscape.stability import run_constant, threshold_label
+
+    c, lr = run_constant(cfg), float(sharp["lr"][-1])
+    out = {"step": int(sharp["step"][-1]), "eigenvalues": sharp["eigenvalues"][-1].tolist(),
+           "threshold": None if c is None else c / lr, "threshold_label": threshold_label(cfg),
+           "preconditioned": cfg.get("optimizer", "sgd") == "adamw"}
+    if cfg.get("optimizer", "sgd") == "sgd":
+        out["two_over_lr"] = 2.0 / lr  # kept for readers of older output; "threshold" is the run's own
+    return out
 
 
 def results_info(path) -> dict:
@@ -104,10 +131,13 @@ def _status(i: dict) -> str:
 def _format_run(i: dict) -> str:
     total = i.get("total_steps")
     lines = [
-        f"run file   {i['path']}",
-        f"model      {i['model']} {json.dumps(i['model_kwargs'])}  (P = {i['params']:,}, BN buffers = {i['buffers']:,})",
+        f"run file   {i['path']}" + (f"  (written by {_SOURCES[i['source']]})" if i.get("source", "train") != "train"
+                                     else ""),
+        f"model      {i['model']} {json.dumps(i['model_kwargs'])}  (P = {i['params']:,}, BN buffers = {i['buffers']:,})"
+        + (f"; from the data: {json.dumps(i['model_data_kwargs'])}" if i.get("model_data_kwargs") else ""),
         f"data       {json.dumps(i['dataset'])}  sha256 {str(i['dataset_checksum'])[:16]}…",
-        f"batches    {'full batch' if i['full_batch'] else i['batch_size']}, seed {i['seed']}",
+        f"optimizer  {_format_optimizer(i.get('optimizer') or {})}",
+        f"batches    {_format_batches(i)}",
         f"steps      {i['steps_logged']} logged" + (f" of {total}" if total else ""),
         f"snapshots  {len(i['snapshots'])}: {_steps(i['snapshots'])}",
         f"status     {_status(i)}",
@@ -120,12 +150,33 @@ def _format_run(i: dict) -> str:
                      f"test loss {e['test_loss']:.6g} acc {e['test_acc']:.4f}")
     if i.get("last_sharpness"):
         s = i["last_sharpness"]
-        lines.append(f"sharpness  step {s['step']}: λ = {', '.join(f'{v:.4g}' for v in s['eigenvalues'])} "
-                     f"(2/η = {s['two_over_lr']:.4g})")
+        what = "λ(P⁻¹H)" if s.get("preconditioned") else "λ"
+        limit = f" (threshold {s['threshold']:.4g}: {s['threshold_label']})" if s.get("threshold") else ""
+        lines.append(f"sharpness  step {s['step']}: {what} = {', '.join(f'{v:.4g}' for v in s['eigenvalues'])}{limit}")
     for name, parent in i.get("parents", {}).items():
         lines.append(f"{name:<10} {parent['path']} (run {parent['run_sha256'][:16]}…)")
     lines.append(f"run id     {i['run_sha256']}")
     return "\n".join(lines)
+
+
+_SOURCES = {"recorder": "a Recorder in the user's own training loop", "import": "landscape import"}
+
+
+def _format_optimizer(o: dict) -> str:
+    name = o.get("name", "sgd")
+    shown = {k: v for k, v in o.items() if k not in ("name", "class") and v not in (None, False)}
+    return f"{o.get('class', name)} " + ", ".join(f"{k} {v}" for k, v in shown.items())
+
+
+def _format_batches(i: dict) -> str:
+    if not i.get("batch_log", True):
+        kept = "not logged" + ("" if i.get("replay", {}).get("possible", True) else "; unsaved steps cannot be replayed")
+        return f"{kept}, seed {i['seed']}"
+    text = f"{'full batch' if i['full_batch'] else i['batch_size']}, seed {i['seed']}"
+    d = i.get("dropped_per_epoch") or {}
+    if d.get("examples"):
+        text += f"; each epoch leaves out {d['examples']} examples ({100 * d['fraction']:.1f} %: N mod batch size)"
+    return text
 
 
 def _format_results(i: dict) -> str:

@@ -17,11 +17,11 @@ from pathlib import Path
 from landscape.errors import InputError
 
 NAME = "train"
-HELP = "train a network with SGD, logging every batch and saving snapshots to a run file"
+HELP = "train a network with SGD or AdamW, logging every batch and saving snapshots to a run file"
 
 S = argparse.SUPPRESS  # only flags given on the command line reach the namespace
 # Fields a sibling run does not inherit from its parent (lineage, and values resolved from the length).
-NOT_INHERITED = ("init_from", "batches_from", "cosine_steps", "deterministic")
+NOT_INHERITED = ("init_from", "batches_from", "cosine_steps", "deterministic", "source")
 RUNTIME = ("out", "resume", "overwrite", "progress", "no_fsync", "config", "data_dir")
 
 
@@ -37,6 +37,13 @@ def _points(text: str) -> tuple:
         return tuple((int(a), float(b)) for a, b in (p.split(":") for p in text.split(",") if p.strip()))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected step:lr pairs like 0:0.1,5000:0.01, got {text!r}") from None
+
+
+def _floats(text: str) -> tuple:
+    try:
+        return tuple(float(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.9,0.999, got {text!r}") from None
 
 
 def _json_object(text: str) -> dict:
@@ -58,21 +65,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _data_args(g) -> None:
-    g.add_argument("--dataset", default=S, help="cifar10, mnist1d or synthetic (default mnist1d)")
+    g.add_argument("--dataset", default=S, help="cifar10, mnist1d or synthetic (default mnist1d), a plugin, or "
+                   "your own: package.module:factory or path/to/file.py:factory (docs/your-own-models.md)")
     g.add_argument("--dataset-kwargs", type=_json_object, default=S, metavar="JSON",
                    help='data set arguments, e.g. \'{"num_train": 512}\'')
     g.add_argument("--data-dir", default=S, help="directory of the CIFAR-10 files (cifar-10-batches-py or the .tar.gz)")
-    g.add_argument("--model", default=S, help="a registered model name, e.g. resnet_100k, resnet8, cnn1d, mlp")
+    g.add_argument("--model", default=S, help="a registered model name, e.g. resnet_100k, resnet8, cnn1d, mlp "
+                   "(input size and classes taken from the data), a plugin, or your own: "
+                   "package.module:factory or path/to/file.py:factory")
     g.add_argument("--model-kwargs", type=_json_object, default=S, metavar="JSON",
                    help='model arguments, e.g. \'{"width": 0.5}\'')
     g.add_argument("--loss", choices=("cross_entropy", "mse"), default=S, help="default cross_entropy")
 
 
 def _optim_args(g) -> None:
+    g.add_argument("--optimizer", choices=("sgd", "adamw"), default=S,
+                   help="sgd (torch.optim.SGD, default) or adamw (torch.optim.AdamW, decoupled weight decay)")
     g.add_argument("--lr", type=float, default=S, help="base learning rate η (default 0.1)")
     g.add_argument("--momentum", type=float, default=S, help="heavy-ball momentum β (default 0)")
     g.add_argument("--nesterov", action="store_true", default=S, help="Nesterov momentum")
-    g.add_argument("--weight-decay", type=float, default=S, help="L2 coefficient (default 0)")
+    g.add_argument("--weight-decay", type=float, default=S,
+                   help="sgd: L2 coefficient; adamw: decoupled decay θ ← θ(1 − ηλ) (default 0)")
+    g.add_argument("--betas", type=_floats, default=S, metavar="B1,B2", help="adamw: moment decay rates (default 0.9,0.999)")
+    g.add_argument("--eps", type=float, default=S, help="adamw: ε added to √v̂ (default 1e-8)")
     g.add_argument("--schedule", choices=("constant", "step", "cosine", "list"), default=S,
                    help="learning-rate schedule (default constant)")
     g.add_argument("--milestones", type=_ints, default=S, metavar="S1,S2", help="step: decay steps")

@@ -109,4 +109,6 @@ def _config(args, rf, ref: int, steps: list[int]) -> dict:
             "block": args.block, "tail_fraction": args.tail_fraction, "band": args.band, "persist": args.persist,
             "alpha_drift": args.alpha_drift,
             "momentum": args.momentum if args.momentum is not None else float(cfg.get("momentum", 0.0)),
-            "nesterov": bool(cfg.get("nesterov", False)), "weight_decay": float(cfg.get("weight_decay", 0.0))}
+            "nesterov": bool(cfg.get("nesterov", False)), "weight_decay": float(cfg.get("weight_decay", 0.0)),
+            **({"optimizer": cfg["optimizer"], "beta1": float(cfg.get("betas", (0.9,))[0])}
+               if cfg.get("optimizer", "sgd") != "sgd" else {})}

@@ -3,6 +3,10 @@
 Serif fonts at journal sizes, widths for a single (3.25 in) and a double (6.75 in)
 column, and the Okabe–Ito colour-blind-safe palette (Okabe & Ito 2008). Figures are
 saved as vector PDF and as PNG (for the HTML report).
+
+No backend is forced here: in Jupyter the figure functions' Figures show inline; the command
+line (``analyses.cli``) selects the headless Agg backend unless ``MPLBACKEND`` says otherwise,
+and matplotlib itself falls back to Agg where no display exists.
 """
 
 from __future__ import annotations
@@ -11,9 +15,7 @@ import functools
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 SINGLE_COLUMN_IN = 3.25
 DOUBLE_COLUMN_IN = 6.75

@@ -1,4 +1,10 @@
-"""Training curves from a run file: loss, learning rate, and λ_max against 2/η."""
+"""Training curves from a run file: loss, learning rate, and λ_max against the run's stability threshold.
+
+The threshold is that of the optimizer the run used (:mod:`landscape.stability`, the one
+definition the trainer and the trajectory analysis use too): 2/η for gradient descent,
+2(1+β)/η for heavy-ball momentum β, 2(1+β)/((1+2β)η) for Nesterov, and for AdamW
+(2+2β₁)/((1−β₁)η) against the preconditioned sharpness λ_max(P⁻¹H) the trainer logs.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,9 @@ import numpy as np
 
 from analyses.plots import MissingData, register
 from analyses.plots.style import PALETTE, figure
+from landscape.stability import run_constant, threshold_label
+
+THRESHOLD_GID = "stability-threshold"  # the threshold line's id, for readers of the figure (and tests)
 
 
 def _smooth(y: np.ndarray, window: int) -> np.ndarray:
@@ -30,17 +39,21 @@ def _loss_panel(ax, steps_m, evals):
     ax.legend(loc="upper right")
 
 
-def _lr_panel(ax, steps_m, sharp):
+def _lr_panel(ax, steps_m, sharp, config: dict):
     step, lr = steps_m["step"], steps_m["lr"]
     if sharp is not None and len(sharp["step"]):
+        adaptive = config.get("optimizer", "sgd") == "adamw"
         lam = np.atleast_2d(sharp["eigenvalues"].T).T
         for j in range(lam.shape[1]):
-            ax.plot(sharp["step"], lam[:, j], "o-", ms=2, color=PALETTE[j % len(PALETTE)],
-                    label=r"$\lambda_{%d}$" % (j + 1))
-        ax.plot(step, 2.0 / np.maximum(lr, 1e-300), color="black", lw=0.8, ls="--", label=r"$2/\eta$")
-        ax.set_ylabel("sharpness")
+            name = r"$\lambda_{%d}(P^{-1}H)$" if adaptive else r"$\lambda_{%d}$"
+            ax.plot(sharp["step"], lam[:, j], "o-", ms=2, color=PALETTE[j % len(PALETTE)], label=name % (j + 1))
+        c = run_constant(config)
+        if c is not None:
+            ax.plot(step, c / np.maximum(lr, 1e-300), color="black", lw=0.8, ls="--", gid=THRESHOLD_GID,
+                    label=threshold_label(config))
+        ax.set_ylabel("preconditioned sharpness" if adaptive else "sharpness")
         ax.set_yscale("log")
-        ax.legend(loc="best")
+        ax.legend(loc="best", fontsize="small")
     else:
         ax.plot(step, lr, color=PALETTE[4])
         ax.set_ylabel(r"learning rate $\eta$")
@@ -49,8 +62,10 @@ def _lr_panel(ax, steps_m, sharp):
 
 @register("training_curves", caption="Training curves: minibatch loss per step (raw and smoothed), "
           "full train/test loss at evaluation steps (left); online top Hessian eigenvalues against the "
-          "edge-of-stability threshold 2/η (Cohen et al. 2021), or the learning-rate schedule when no "
-          "online sharpness was logged (right).")
+          "edge-of-stability threshold of the run's optimizer (dashed: 2/η for gradient descent, 2(1+β)/η "
+          "with heavy-ball momentum β, Cohen et al. 2021; for AdamW the preconditioned λ_max(P⁻¹H) against "
+          "38/η at β₁ = 0.9, Cohen et al. 2022), or the learning-rate schedule when no online sharpness "
+          "was logged (right).")
 def training_curves(results, run):
     if run is None:
         raise MissingData("no run file given")
@@ -59,5 +74,5 @@ def training_curves(results, run):
         raise MissingData("the run file has no logged steps")
     fig, (a, b) = figure("double", aspect=0.32, ncols=2)
     _loss_panel(a, steps_m, run.eval_metrics())
-    _lr_panel(b, steps_m, run.sharpness())
+    _lr_panel(b, steps_m, run.sharpness(), run.config)
     return [("", fig)]

@@ -16,12 +16,12 @@ from landscape.io import _h5, schema
 
 
 def create_layout(f: h5py.File, attrs: dict, *, P: int, B: int, batch_size: int,
-                  full_batch: bool) -> None:
+                  full_batch: bool, batch_log: bool = True) -> None:
     """Write the root attributes and create every (empty, resizable) dataset of a run file."""
     _root_attrs(f, attrs, P=P, B=B, batch_size=batch_size, full_batch=full_batch)
     f.create_dataset(schema.COMMITTED, data=np.zeros(len(schema.COUNTED_GROUPS), np.int64))
     f[schema.COMMITTED].attrs["groups"] = _h5.json_dumps(schema.COUNTED_GROUPS)
-    _steps_group(f.create_group("steps"), batch_size, full_batch)
+    _steps_group(f.create_group("steps"), batch_size, full_batch or not batch_log)
     _snapshots_group(f.create_group("snapshots"), P, B)
     evals = f.create_group("evals")
     for name in schema.EVAL_FIELDS:
@@ -63,7 +63,7 @@ def _steps_group(g, batch_size: int, full_batch: bool) -> None:
 
 def _snapshots_group(g, P: int, B: int) -> None:
     _column(g, "step", "int64", schema.SMALL_CHUNK_ROWS)
-    for name, width in zip(schema.SNAPSHOT_VECTORS, (P, B, P)):
+    for name, width in zip(schema.SNAPSHOT_VECTORS, (P, B, P, P)):
         if width:  # one row per chunk: a snapshot is read and checksummed on its own
             _column(g, name, "float32", 1, width)
         _column(g, f"{name}_sha256", schema.SHA_DTYPE, schema.SMALL_CHUNK_ROWS)

@@ -76,7 +76,9 @@ class RunFile:
         n = counts["snapshots"]
         self._snap_steps = _checked(f, "snapshots/step", n, self.path)
         self._sha = {v: _checked(f, f"snapshots/{v}_sha256", n, self.path).astype(str)
-                     for v in schema.SNAPSHOT_VECTORS}
+                     for v in schema.SNAPSHOT_VECTORS if f"snapshots/{v}_sha256" in f or v not in schema.LATER_VECTORS}
+        for v in schema.LATER_VECTORS - set(self._sha):  # a file from before the column existed
+            self._sha[v] = np.full(n, "", dtype=object).astype(str)
         if not all(self._sha["params"]):
             raise CheckpointCorruptError(f"{self.path}: a committed snapshot has no params sha256; "
                                          "the file is damaged, restore it from a copy")
@@ -100,6 +102,9 @@ class RunFile:
     status_message = property(lambda self: self._attrs.get("status_message", ""))
     batch_size = property(lambda self: int(self._attrs["batch_size"]))
     full_batch = property(lambda self: bool(self._attrs["full_batch"]))
+    has_batch_log = property(lambda self: bool(self.meta.get("batch_log", True)),
+                             doc="Whether every logged step's minibatch is known (False: an import, or a "
+                                 "Recorder called without indices).")
     P = property(lambda self: int(self._attrs["P"]), doc="Number of parameters.")
     B = property(lambda self: int(self._attrs["B"]), doc="Number of BatchNorm buffer floats.")
     created = property(lambda self: self._attrs.get("created"))
@@ -143,8 +148,16 @@ class RunFile:
         return self._vector("buffers", step)
 
     def momentum(self, step: int) -> np.ndarray:
-        """Optimizer momentum at ``step``, float32 (P,); InputError where none was saved."""
+        """Optimizer momentum (AdamW: first moment) at ``step``, float32 (P,); InputError where none was saved."""
         return self._vector("momentum", step)
+
+    def second_moment(self, step: int) -> np.ndarray:
+        """AdamW's second moment at ``step``, float32 (P,); InputError where none was saved."""
+        return self._vector("second_moment", step)
+
+    def has_vector(self, name: str, step: int) -> bool:
+        """Whether the snapshot at ``step`` holds ``name`` (params, buffers, momentum, second_moment)."""
+        return bool(self._sha[name][self._row(step)])
 
     def param_sha256(self, step: int) -> str:
         """Hex SHA-256 of θ at ``step`` as stored (see :func:`landscape.io.sha256_array`)."""
@@ -198,6 +211,9 @@ class RunFile:
     def batch_indices_range(self, a: int, b: int) -> np.ndarray:
         """Minibatch indices of steps ``a … b-1``, int64 (b − a, batch_size)."""
         self._check_range(a, b)
+        if not self.has_batch_log:
+            raise InputError(f"{self.path} has no batch log (it was imported, or recorded without batch "
+                             "indices): the minibatches of its steps are unknown")
         if self.full_batch:
             n = int(self.meta.get("num_train") or self.batch_size)
             return np.tile(np.arange(n, dtype=np.int64), (b - a, 1))

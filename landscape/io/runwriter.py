@@ -41,7 +41,9 @@ class RunWriter:
             untouched until then, and kept if the writer exits with an exception first).
         meta: JSON-able run description; must hold ``"config"`` (dict). Usual keys: model_name,
             model_kwargs, dataset_spec, dataset_checksum, seed, param_names, param_shapes,
-            buffer_names, buffer_shapes, batch_size, num_train, full_batch.
+            buffer_names, buffer_shapes, batch_size, num_train, full_batch; ``batch_log=False``
+            for a run without a batch log (no indices are logged, ``batch_size`` may be 0, and
+            snapshots may be labelled with steps that are not logged: an imported checkpoint).
         P: number of parameters (length of θ).
         B: number of floats in the BatchNorm buffers (0 for none).
         batch_size: indices logged per step (ignored when ``meta["full_batch"]``).
@@ -60,6 +62,7 @@ class RunWriter:
         _check_args(mode, meta, P, B, batch_size)
         self.P, self.B, self.batch_size = int(P), int(B), int(batch_size)
         self.full_batch = bool(meta.get("full_batch", False))
+        self.batch_log = bool(meta.get("batch_log", True))
         self._meta, self._tmp = meta, None
         if mode == "resume":
             from landscape.io._resume import open_for_resume
@@ -83,7 +86,7 @@ class RunWriter:
         f = _h5.open_write(tmp, "x")
         try:
             create_layout(f, self._root_attrs(), P=self.P, B=self.B, batch_size=self.batch_size,
-                          full_batch=self.full_batch)
+                          full_batch=self.full_batch, batch_log=self.batch_log)
             _h5.flush(f, fsync=True)
             if mode == "create" or not exists:
                 _atomic.publish(tmp, self.path, replace=mode == "overwrite")
@@ -124,9 +127,10 @@ class RunWriter:
                              f"{steps[:3].tolist()}… (steps are numbered 0, 1, 2, … without gaps)")
         rows = {"step": steps, "aug_seed": _vector(aug_seeds, "aug_seeds", np.int64, n),
                 "loss": _vector(losses, "losses", np.float64, n), "lr": _vector(lrs, "lrs", np.float64, n)}
-        if self.full_batch:
+        if self.full_batch or not self.batch_log:
             if batch_indices is not None:
-                raise InputError("this is a full-batch run (meta['full_batch']); pass batch_indices=None")
+                kind = "a full-batch run (meta['full_batch'])" if self.full_batch else "a run without a batch log"
+                raise InputError(f"this is {kind}; pass batch_indices=None")
         else:
             rows[schema.BATCH_INDICES] = self._batch_rows(batch_indices, n)
         self._append("steps", rows, n)
@@ -144,8 +148,11 @@ class RunWriter:
             raise InputError(f"batch_indices must lie in [0, {hi}); got [{idx.min()}, {idx.max()}]")
         return idx.astype(schema.BATCH_INDEX_DTYPE)
 
-    def append_snapshot(self, step: int, theta, buffers, momentum=None) -> None:
-        """Store θ, BN buffers and momentum at ``step`` (θ before update ``step``) with sha256s.
+    def append_snapshot(self, step: int, theta, buffers, momentum=None, second_moment=None) -> None:
+        """Store θ, BN buffers and optimizer state at ``step`` (θ before update ``step``) with sha256s.
+
+        ``momentum`` is SGD's momentum buffer or AdamW's first moment; ``second_moment`` AdamW's
+        second moment (None: not saved; refused by a file resumed from before it existed).
 
         Re-appending the last committed snapshot with identical θ (what a resumed trainer
         does when it restarts at that step) is accepted and stores nothing.
@@ -158,6 +165,7 @@ class RunWriter:
             raise InputError(f"snapshot steps must increase: step {step} after {self._last['snapshots']}")
         rows = {"step": np.array([step], np.int64), "params": theta[None]}
         rows.update(self._optional_rows(buffers, momentum))
+        rows.update(self._second_moment_row(second_moment))
         rows["params_sha256"] = _sha_row(theta)
         self._append("snapshots", rows, 1)
 
@@ -173,6 +181,16 @@ class RunWriter:
             momentum = _vector(momentum, "momentum", np.float32, self.P)
             rows["momentum"], rows["momentum_sha256"] = momentum[None], _sha_row(momentum)
         return rows
+
+    def _second_moment_row(self, second_moment) -> dict:
+        if "second_moment_sha256" not in self._ds["snapshots"]:  # a file from before the column existed
+            if second_moment is not None:
+                raise InputError(f"{self.path} predates the second-moment column; train a new run for AdamW")
+            return {}
+        if second_moment is None:
+            return {"second_moment_sha256": _sha_row(None)}
+        v = _vector(second_moment, "second_moment", np.float32, self.P)
+        return {"second_moment": v[None], "second_moment_sha256": _sha_row(v)}
 
     def _same_snapshot(self, theta: np.ndarray) -> bool:
         i = self._n["snapshots"] - 1
@@ -234,6 +252,8 @@ class RunWriter:
         self._publish()
 
     def _check_labels(self) -> None:
+        if not self.batch_log:
+            return  # snapshots of an imported checkpoint need no logged steps before them
         n_steps = self._n["steps"]
         for group in ("snapshots", "evals", "sharpness"):
             last = self._last[group]
@@ -292,7 +312,8 @@ def _check_args(mode, meta, P, B, batch_size) -> None:
         raise InputError(f"mode must be one of {_MODES}, got {mode!r}")
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
         raise InputError("meta must be a dict with a 'config' dict (the training configuration)")
-    if int(P) < 1 or int(B) < 0 or int(batch_size) < 1:
+    smallest_batch = 1 if meta.get("batch_log", True) else 0
+    if int(P) < 1 or int(B) < 0 or int(batch_size) < smallest_batch:
         raise InputError(f"need P >= 1, B >= 0, batch_size >= 1; got P={P}, B={B}, batch_size={batch_size}")
     _h5.json_dumps(meta)  # JSON-able, or InputError naming the value
 

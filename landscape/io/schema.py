@@ -7,14 +7,15 @@ Run file (one per training run, written by :class:`~landscape.io.RunWriter`)::
                                    status, status_message, P, B, batch_size, full_batch
     /committed              int64 (4,)  committed rows of steps, snapshots, evals, sharpness
     /steps/step             int64 (n_steps,)                 0, 1, 2, ...
-    /steps/batch_indices    int32 (n_steps, batch_size)      absent when full_batch
+    /steps/batch_indices    int32 (n_steps, batch_size)      absent when full_batch or no batch log
     /steps/aug_seed         int64 (n_steps,)
     /steps/loss, /steps/lr  float64 (n_steps,)
     /snapshots/step         int64 (n_snap,)                  θ_s is taken *before* update s
     /snapshots/params       float32 (n_snap, P), chunks (1, P), fletcher32
     /snapshots/buffers      float32 (n_snap, B), chunks (1, B), fletcher32; absent when B == 0
-    /snapshots/momentum     float32 (n_snap, P), chunks (1, P), fletcher32
-    /snapshots/{params,buffers,momentum}_sha256   S64 (n_snap,)  hex sha256 ("" = not saved)
+    /snapshots/momentum     float32 (n_snap, P), chunks (1, P), fletcher32  (AdamW: first moment)
+    /snapshots/second_moment float32 (n_snap, P), chunks (1, P), fletcher32 (AdamW; absent in older files)
+    /snapshots/{params,buffers,momentum,second_moment}_sha256   S64 (n_snap,)  hex sha256 ("" = not saved)
     /evals/{step,train_loss,train_acc,test_loss,test_acc}       (n_evals,)
     /sharpness/step, /sharpness/lr (n_sharp,); /sharpness/eigenvalues float64 (n_sharp, k)
 
@@ -48,7 +49,9 @@ STEP_FIELDS = {"step": "int64", "aug_seed": "int64", "loss": "float64", "lr": "f
 BATCH_INDICES = "batch_indices"
 BATCH_INDEX_DTYPE = "int32"
 EVAL_FIELDS = ("step", "train_loss", "train_acc", "test_loss", "test_acc")
-SNAPSHOT_VECTORS = ("params", "buffers", "momentum")  # each with a "<name>_sha256" column
+SNAPSHOT_VECTORS = ("params", "buffers", "momentum", "second_moment")  # each with a "<name>_sha256" column
+# Snapshot vectors that files written before they existed lack (read as "never saved").
+LATER_VECTORS = frozenset({"second_moment"})
 SHA_DTYPE = "S64"
 # Integer columns whose fill value is SENTINEL: a row read as -1 was never written (or was
 # read through stale metadata of a live file) and is retried or reported, never returned.
@@ -75,7 +78,7 @@ RESUMABLE_CONFIG_KEYS = frozenset({
 # Meta entries besides the config that fix what the stored rows mean; a resume must match.
 IDENTITY_META_KEYS = ("model_name", "model_kwargs", "dataset_checksum", "seed", "param_names",
                       "param_shapes", "buffer_names", "buffer_shapes", "batch_size", "num_train",
-                      "full_batch")
+                      "full_batch", "batch_log")
 
 # --- results file -------------------------------------------------------------------------
 ITEM_MARK = "_item"

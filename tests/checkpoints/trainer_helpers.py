@@ -62,8 +62,11 @@ def run_arrays(path) -> dict[str, np.ndarray]:
                "buffers": np.stack([f.buffers(s) for s in steps]),
                "batches": f.batch_indices_range(0, f.num_steps),
                "aug_seeds": f.aug_seeds(0, f.num_steps)}
-        if f.config.get("momentum"):
+        if f.config.get("momentum") or f.config.get("optimizer") == "adamw":
             out["momentum"] = np.stack([f.momentum(s) for s in steps])
+        if f.config.get("optimizer") == "adamw":
+            out["second_moment"] = np.stack([f.second_moment(s) for s in steps])
+            out["sharpness"] = f.sharpness()["eigenvalues"]
         out.update({f"step_{k}": v for k, v in f.step_metrics().items()})
         out.update({f"eval_{k}": v for k, v in f.eval_metrics().items()})
     return out
@@ -75,7 +78,7 @@ def assert_runs_equal(a, b, only_steps=None) -> None:
     if only_steps is not None:
         for X in (A, B):
             keep = np.isin(X["saved_steps"], only_steps)
-            for k in ("saved_steps", "params", "buffers", "momentum"):
+            for k in ("saved_steps", "params", "buffers", "momentum", "second_moment"):
                 if k in X:
                     X[k] = X[k][keep]
     assert A.keys() == B.keys(), (sorted(A), sorted(B))
