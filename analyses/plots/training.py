@@ -15,6 +15,7 @@ from analyses.plots.style import PALETTE, figure
 from landscape.stability import run_constant, threshold_label
 
 THRESHOLD_GID = "stability-threshold"  # the threshold line's id, for readers of the figure (and tests)
+MIN_EVALS_FOR_LINES = 3  # fewer full evaluations are drawn as points: a line through two would invent a curve
 
 
 def _smooth(y: np.ndarray, window: int) -> np.ndarray:
@@ -30,9 +31,12 @@ def _loss_panel(ax, steps_m, evals):
     step, loss = steps_m["step"], steps_m["loss"]
     ax.plot(step, loss, color=PALETTE[5], alpha=0.35, lw=0.6, label="minibatch loss")
     ax.plot(step, _smooth(loss, max(1, len(loss) // 50)), color=PALETTE[0], label="minibatch (smoothed)")
-    if evals is not None and len(evals["step"]):
-        ax.plot(evals["step"], evals["train_loss"], "o-", color=PALETTE[1], label="train (full)")
-        ax.plot(evals["step"], evals["test_loss"], "s--", color=PALETTE[2], label="test (full)")
+    n = 0 if evals is None else len(evals["step"])
+    if n:
+        joined = n >= MIN_EVALS_FOR_LINES
+        ax.plot(evals["step"], evals["train_loss"], "o-" if joined else "o", color=PALETTE[1],
+                label=f"train (full, n = {n} evaluations)")
+        ax.plot(evals["step"], evals["test_loss"], "s--" if joined else "s", color=PALETTE[2], label="test (full)")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
@@ -72,7 +76,13 @@ def training_curves(results, run):
     steps_m = run.step_metrics()
     if len(steps_m["step"]) == 0:
         raise MissingData("the run file has no logged steps")
+    sharp, lr = run.sharpness(), np.asarray(steps_m["lr"])
+    if len(sharp["step"]) == 0 and np.ptp(lr) == 0:     # nothing to show on the right: a constant η
+        fig, a = figure("single", aspect=0.7)
+        _loss_panel(a, steps_m, run.eval_metrics())
+        a.set_title(rf"constant learning rate $\eta$ = {lr[0]:.3g}")
+        return [("", fig)]
     fig, (a, b) = figure("double", aspect=0.32, ncols=2)
     _loss_panel(a, steps_m, run.eval_metrics())
-    _lr_panel(b, steps_m, run.sharpness(), run.config)
+    _lr_panel(b, steps_m, sharp, run.config)
     return [("", fig)]

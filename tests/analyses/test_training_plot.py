@@ -89,3 +89,32 @@ def test_the_command_line_renders_headless(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1].lower() == "agg"
     assert (tmp_path / "f" / "training_curves.png").stat().st_size > 0
+
+
+def _plain_run(path, lrs, evals) -> RunFile:
+    """A run with the given per-step learning rates, full evaluations at ``evals`` and no sharpness."""
+    cfg = TrainConfig(dataset="synthetic", model="mlp", steps=STEPS)
+    meta = {"config": cfg.to_dict(), "model_name": "mlp", "model_kwargs": {}, "num_train": 100, "full_batch": True}
+    with RunWriter(path, mode="create", meta=meta, P=3, B=0, batch_size=100) as w:
+        w.append_steps(np.arange(STEPS), None, np.zeros(STEPS, np.int64), np.linspace(2, 1, STEPS), lrs)
+        w.append_snapshot(0, np.zeros(3, np.float32), None)
+        for s in evals:
+            w.append_eval(s, 1.0 - s / 100, 0.5, 1.1 - s / 100, 0.4)
+        w.commit()
+    return RunFile(path)
+
+
+def test_constant_learning_rate_gets_no_panel_of_its_own(tmp_path):
+    """13.13: no online sharpness and a constant η: one panel, η in the title."""
+    with _plain_run(tmp_path / "c.h5", np.full(STEPS, 0.05), evals=[0, 20, 39]) as run:
+        fig = training_curves(None, run)[0][1]
+    assert len(fig.axes) == 1 and "0.05" in fig.axes[0].get_title()
+
+
+def test_two_evaluations_are_points_not_a_line(tmp_path):
+    """13.13: with only the first and last evaluation, no straight line is drawn between them."""
+    with _plain_run(tmp_path / "e.h5", LRS, evals=[0, 39]) as run:
+        fig = training_curves(None, run)[0][1]
+    full = [line for line in fig.axes[0].get_lines() if "full" in line.get_label()]
+    assert full and all(line.get_linestyle() == "None" for line in full)
+    assert "n = 2 evaluations" in full[0].get_label()
