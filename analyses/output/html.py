@@ -31,7 +31,8 @@ h3{font-size:1.05em;margin:1.8em 0 .4em} .meta{color:#666;font-size:.9em} .lead{
 .panels{display:grid;grid-template-columns:repeat(auto-fit,minmax(24em,1fr));gap:1em;align-items:start}
 figure{margin:0} figure img{max-width:100%;height:auto;cursor:zoom-in;border:1px solid #eee;display:block;margin:auto}
 figcaption{font:13px system-ui,'DejaVu Sans',sans-serif;color:#555;text-align:center;margin-top:.2em}
-.caption{font-size:.92em;color:#333;max-width:50em} .absent{font-size:.9em;color:#8a5a00} .missing{font:13px system-ui,sans-serif;color:#8a5a00;
+.caption{font-size:.92em;color:#333;max-width:50em} .absent{font-size:.9em;color:#8a5a00}
+.missing{font:13px system-ui,sans-serif;color:#8a5a00;
  border:1px dashed #d9c49a;padding:1em;text-align:center}
 table{border-collapse:collapse;font:13px/1.35 system-ui,'DejaVu Sans',sans-serif;font-variant-numeric:tabular-nums}
 th,td{border-bottom:1px solid #e3e3e3;padding:.25em .6em;text-align:right;white-space:nowrap}
@@ -117,7 +118,8 @@ def toc(entries: list[tuple[str, str, list[tuple[str, str]]]]) -> str:
     items = []
     for n, (sid, heading, subs) in enumerate(entries, 1):
         inner = "".join(f'<li><a href="#{esc(a)}">{esc(label)}</a></li>' for a, label in subs)
-        items.append(f'<li><a href="#{esc(sid)}">{n} {esc(heading)}</a>' + (f"<ol>{inner}</ol>" if inner else "") + "</li>")
+        sub = f"<ol>{inner}</ol>" if inner else ""
+        items.append(f'<li><a href="#{esc(sid)}">{n} {esc(heading)}</a>{sub}</li>')
     return f'<nav id="toc" aria-label="Contents"><p class="title">Contents</p><ol>{"".join(items)}</ol></nav>'
 
 

@@ -142,7 +142,8 @@ def _header(title: str, views: Sequence[RunView]) -> str:
                     for v in views)
     n = len(views)
     return (f"<header><h1>{html.escape(title)}</h1><p class=\"meta\">{n} run{'s' if n != 1 else ''} · written "
-            f"{when} by landscape {__version__} · click a figure to enlarge it</p><ul class=\"runs\">{items}</ul></header>")
+            f"{when} by landscape {__version__} · click a figure to enlarge it</p>"
+            f"<ul class=\"runs\">{items}</ul></header>")
 
 
 def build_report(views: Sequence[RunView], out_dir: str | Path, *, overwrite: bool = False,

@@ -95,8 +95,8 @@ def eigenvalues(view: RunView) -> Table | None:
     k = max(r["i"] for r in rows)
     t = Table(f"tab-eigen-{slug(view.label)}", f"Top eigenvalues with residuals — {view.label}",
               ["step", *(f"λ{_sub(i)}" for i in range(1, k + 1)), "converged"],
-              labels=0, note="Each cell: λᵢ and, below, its certified residual ‖Hvᵢ − λᵢvᵢ‖ (the true eigenvalue lies "
-                   "within it).")
+              labels=0, note="Each cell: λᵢ and, below, its certified residual ‖Hvᵢ − λᵢvᵢ‖ (the true "
+                             "eigenvalue lies within it).")
     for step in sorted({r["step"] for r in rows}):
         at = {r["i"]: r for r in rows if r["step"] == step}
         cells = [Cell(f"{at[i]['eigenvalue']:.6g}", at[i]["eigenvalue"], f"{at[i]['residual']:.1e}",
