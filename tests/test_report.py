@@ -264,3 +264,21 @@ def test_demo_report_stage_shows_both_runs(tmp_path):
     assert [Path(a).name for a in argv if a.endswith(".h5")] == ["run.h5", "results.h5", "sibling.h5",
                                                                  "sibling-results.h5"]
     assert argv[argv.index("--labels") + 1] == "main,sibling"
+
+
+def test_a_study_file_stands_beside_the_runs_with_its_rank_correlations(study, tmp_path):
+    from analyses.output.gap import study as study_table
+    from landscape.io import ResultsFile
+
+    tau = [0.2, -0.8, 0.5]
+    with ResultsFile(tmp_path / "study.h5", "a") as f:     # bound to no single run
+        f.write_item("sharpness_study/table", {
+            "measures": ["lambda_max", "trace", "probe:gaussian:mean:r=0.1"], "labels": ["a", "b", "c", "d"],
+            "tau": tau, "tau_lo": [-0.5, -1, -0.2], "tau_hi": [0.8, -0.3, 1], "rho": [0.3, -0.9, 0.6],
+            "rho_lo": [-0.6, -1, -0.1], "rho_hi": [0.9, -0.4, 1]}, {"gap": "loss"})
+    paths = [str(study[k]) for k in ("run", "res")] + [str(tmp_path / "study.h5")]
+    with open_runs(paths) as views:
+        assert [(v.label, v.run is None) for v in views] == [("run", False), ("study", True)]
+        t = study_table(views[1])
+    assert [r[0].text for r in t.rows] == ["trace", "probe:gaussian:mean:r=0.1", "lambda_max"]   # by |τ|
+    assert [r[1].value for r in t.rows] == [-0.8, 0.5, 0.2] and "n = 4 runs" in t.note
