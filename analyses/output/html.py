@@ -42,7 +42,7 @@ caption{text-align:left;font-weight:600;padding:.3em 0;font-size:14px;caption-si
 .tnote{font-size:.85em;color:#555;max-width:52em;margin-top:.3em}
 details{margin:.6em 0} summary{cursor:pointer;color:#444} .notes li{font-size:.85em;color:#8a5a00}
 pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.8em}
-#lightbox{position:fixed;inset:0;z-index:10;background:rgba(20,20,20,.88);display:flex;flex-direction:column;
+#lightbox{position:fixed;inset:0;z-index:10;background:rgba(20,20,20,.94);display:flex;flex-direction:column;
  align-items:center;justify-content:center;cursor:zoom-out}
 #lightbox[hidden]{display:none} #lightbox img{width:96vw;height:88vh;object-fit:contain}
 #lightbox p{color:#eee;font:14px system-ui,sans-serif;margin:.5em}
