@@ -63,17 +63,18 @@ def _tables(sid: str, views: Sequence[RunView]) -> list[Table]:
     return [t for t in found if t is not None]
 
 
-def _groups(names: list[str], rendering: Rendering, labels: list[str | None], block: Block) -> None:
+def _groups(names: list[str], rendering: Rendering, labels: list[str | None], block: Block,
+            quiet: set[str] = frozenset()) -> None:
     """Figure groups of one section: each figure's panels, one per run (and part), side by side.
 
-    A run with no figure at all in the section gets one line saying so (not a row of empty panels);
-    a run missing one figure that others have gets a panel saying why. Every skip is listed in the
-    section's collapsed notes.
+    A run with no figure at all in the section gets one line saying so (not a row of empty panels;
+    none for the ``quiet`` labels: studies, which never have per-run figures); a run missing one figure
+    that others have gets a panel saying why. Every skip is listed in the section's collapsed notes.
     """
     present = {f.run for f in rendering.figures if f.spec.name in names}
     for label in labels:
         reasons = [s.reason for s in rendering.skipped if s.spec.name in names and s.run == label]
-        if label is not None and label not in present and reasons:
+        if label is not None and label not in present and label not in quiet and reasons:
             block.absent.append(f"{label}: {reasons[0]}")
     block.notes += [_note(s) for s in rendering.skipped if s.spec.name in names]
     for name in names:
@@ -108,11 +109,12 @@ def blocks(views: Sequence[RunView], rendering: Rendering) -> list[Block]:
         if name in tried:
             by_section.setdefault(spec.section, []).append(name)
     labels = [None, *(v.label for v in views)]       # None: the comparison figures, first
+    studies = {v.label for v in views if v.run is None and v.results is not None and not v.results.run_id}
     out, empty = [], Block("sec-not-drawn", "Not drawn", "Figures whose data the files do not hold.")
     for sid, names in by_section.items():
         sec = get_section(sid)
         block = Block(f"sec-{slug(sid)}", sec.title, sec.lead, _tables(sid, views))
-        _groups(names, rendering, labels, block)
+        _groups(names, rendering, labels, block, studies)
         if block.tables or block.groups:
             out.append(block)
         else:
