@@ -17,7 +17,7 @@ from analyses.cli import main
 from analyses.output.inputs import open_runs
 from analyses.output.report import build_report
 from landscape.errors import InputError
-from report_data import EVAL_STEPS, HESSIAN_STEPS, eval_row, write_study
+from report_data import EVAL_STEPS, HESSIAN_STEPS, NUM_TRAIN, eval_row, write_study
 
 STUDY = ["sec-runs", "sec-training", "sec-spectrum", "sec-eigendirections", "sec-sharpness"]
 
@@ -122,6 +122,8 @@ def test_eigenvalue_and_trace_tables_hold_the_stored_numbers(study):
     rows = page.table("tab-trace-main")[1:]
     assert [(r[1]["value"], r[2]["value"]) for r in rows] == [stored.traces[s] for s in HESSIAN_STEPS]
     assert not any(k.startswith("tab-eigen-sibling") for k in page.tables)   # the sibling has no Hessian
+    note = study["html"].split('id="tab-eigen-main"')[1].split("</p>")[0]
+    assert f"On N = {NUM_TRAIN} training examples." in note   # which data the eigenpairs are of
 
 
 def test_line_search_fits_table_holds_the_stored_numbers(study):

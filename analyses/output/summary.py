@@ -96,7 +96,7 @@ def eigenvalues(view: RunView) -> Table | None:
     t = Table(f"tab-eigen-{slug(view.label)}", f"Top eigenvalues with residuals — {view.label}",
               ["step", *(f"λ{_sub(i)}" for i in range(1, k + 1)), "converged"],
               labels=0, note="Each cell: λᵢ and, below, its certified residual ‖Hvᵢ − λᵢvᵢ‖ (the true "
-                             "eigenvalue lies within it).")
+                             "eigenvalue lies within it)." + _examples(view.results, "hessian", "eigen"))
     for step in sorted({r["step"] for r in rows}):
         at = {r["i"]: r for r in rows if r["step"] == step}
         cells = [Cell(f"{at[i]['eigenvalue']:.6g}", at[i]["eigenvalue"], f"{at[i]['residual']:.1e}",
@@ -104,6 +104,13 @@ def eigenvalues(view: RunView) -> Table | None:
         conv = "yes" if all(r["converged"] for r in at.values()) else "no"
         t.rows.append([num(step), *cells, text(conv)])
     return t
+
+
+def _examples(results, analysis: str, quantity: str) -> str:
+    """The sentence " On N = … training examples." from the last such item's attrs ("" if not stored)."""
+    found = results.items(analysis, quantity)
+    n = results.read_item(found[-1][1])[1].get("N") if found else None
+    return f" On N = {n} training examples." if n else ""
 
 
 def _sub(i: int) -> str:
@@ -116,7 +123,9 @@ def traces(view: RunView) -> Table | None:
     if not rows:
         return None
     t = Table(f"tab-trace-{slug(view.label)}", f"Trace ± standard error — {view.label}",
-              ["step", "tr H", "± s.e.", "relative s.e.", "method", "matvecs"], labels=0)
+              ["step", "tr H", "± s.e.", "relative s.e.", "method", "matvecs"], labels=0,
+              note="Stochastic estimate of the trace with its standard error over probe vectors."
+                   + _examples(view.results, "hessian", "trace"))
     for r in rows:
         rel = r["stderr"] / abs(r["trace"]) if r["trace"] else math.nan
         t.rows.append([num(r["step"]), num(r["trace"]), num(r["stderr"], 2), num(rel, 2), text(r["method"]),
@@ -137,7 +146,8 @@ def line_search_fits(view: RunView) -> Table | None:
               note="Fitted curvature: a₂ of the quadratic Σ aₙtⁿ/n! fitted to the loss along vᵢ near t = 0; "
                    "ratio = a₂/λᵢ (1: the eigenvalue describes the curve). Departure: the smallest |t| on each "
                    "side where the loss leaves the quadratic model by more than the relative tolerance (—: not "
-                   "within the searched range). t*: the minimum of the full-batch curve.")
+                   "within the searched range). t*: the minimum of the full-batch curve."
+                   + _examples(view.results, "linesearch", "curves"))
     for r in rows:
         m = minima.get((r["step"], r["i"]), {})
         t.rows.append([num(r["step"]), num(r["i"]), num(r["eigenvalue"], 6), num(r["fitted_curvature"], 6),
