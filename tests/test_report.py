@@ -175,6 +175,14 @@ def test_both_runs_side_by_side_and_compared(study):
     assert (study["out"] / "figures" / "training_compare.png").exists()
 
 
+def test_header_says_how_each_run_was_trained(study):
+    header = study["html"].split("<header>")[1].split("</header>")[0]
+    assert "<b>main</b> — synthetic on synthetic (40 train), P = 50; SGD, momentum β = 0.9, η = 0.1, ×0.1 at steps 10;" \
+        in header
+    assert "<b>sibling</b> — synthetic on synthetic (40 train), P = 50; SGD, momentum β = 0.9, η = 0.02 constant;" \
+        in header
+
+
 def test_page_is_self_contained(study):
     html = study["html"]
     assert not re.search(r'(src|href)="(?!data:|#)', html), "a reference to another file or the network"
@@ -231,8 +239,12 @@ def test_builtin_figures_sit_in_the_study_sections_with_captions_to_read():
     assert study == ["training", "spectrum", "eigendirections", "sharpness", "projections", "surfaces"]
     ranks = [study.index(f.section) for f in figures.values() if f.section in study]
     assert ranks == sorted(ranks), "figures not in the order of the study"
+    beside = [s.id for s in plots.BESIDE_STUDY]
+    assert max(plots.section_rank(s) for s in study) < min(plots.section_rank(s) for s in beside)   # after the study
     for spec in figures.values():
-        assert spec.section in study, f"{spec.name}: section {spec.section!r}"
+        assert spec.section in study + beside, f"{spec.name}: section {spec.section!r}"
+        if spec.section in beside:
+            continue    # their modules' own captions (hypergradients, deep linear nets)
         assert spec.title and "Look for" in spec.caption, f"{spec.name}: caption says nothing to look for"
         assert not re.search(r"\bseed \d|\b[a-z]+_[a-z_]+\b", spec.caption), f"{spec.name}: internal label in caption"
 
@@ -240,22 +252,22 @@ def test_builtin_figures_sit_in_the_study_sections_with_captions_to_read():
 def test_a_new_module_lands_in_its_own_section_after_the_study():
     def draw(results, run):
         raise plots.MissingData("test")
-    draw.__module__ = "analyses.plots.hyper"
+    draw.__module__ = "analyses.plots.interventions"
     try:
-        plots.register("test_only_hyper", caption="A test figure.")(draw)
-        spec = plots.all_figures()["test_only_hyper"]
-        assert spec.section == "hyper" and plots.get_section("hyper").title == "Hyper"
-        assert list(plots.all_figures())[-1] == "test_only_hyper"   # after every study section
-        plots.define_section("hyper", "Hypergradients", "lead")
-        assert plots.get_section("hyper").title == "Hypergradients"
+        plots.register("test_only_interventions", caption="A test figure.")(draw)
+        spec = plots.all_figures()["test_only_interventions"]
+        assert spec.section == "interventions" and plots.get_section("interventions").title == "Interventions"
+        assert list(plots.all_figures())[-1] == "test_only_interventions"   # after every study section
+        plots.define_section("interventions", "Interventions during training", "lead")
+        assert plots.get_section("interventions").title == "Interventions during training"
         draw.__module__ = "somewhere_else"
         plots.register("test_only_other", caption="A test figure.")(draw)
         assert plots.all_figures()["test_only_other"].section == "other"
-        assert plots.section_rank("hyper") < plots.section_rank("other")
+        assert plots.section_rank("interventions") < plots.section_rank("other")
     finally:
-        for name in ("test_only_hyper", "test_only_other"):
+        for name in ("test_only_interventions", "test_only_other"):
             plots._REGISTRY.pop(name, None)
-        plots._SECTIONS.pop("hyper", None)
+        plots._SECTIONS.pop("interventions", None)
 
 
 def test_demo_report_stage_shows_both_runs(tmp_path):

@@ -113,11 +113,19 @@ def _schedule(c: dict) -> str:
     return f"{lr} constant"
 
 
+def _optimizer(c: dict) -> str:
+    if c.get("optimizer", "sgd") == "adamw":
+        b1, b2 = c.get("betas") or (0.9, 0.999)
+        return f"AdamW, β₁ = {b1:g}, β₂ = {b2:g}"
+    if c.get("optimizer", "sgd") != "sgd":
+        return str(c["optimizer"])
+    return "SGD" + (f", {'Nesterov' if c.get('nesterov') else 'momentum'} β = {c['momentum']:g}" if c.get("momentum") else "")
+
+
 def describe(run) -> str:
     """One line on how the run was trained: model, data, optimizer, schedule, batch, steps."""
     c, data = run.config, run.dataset_spec or {}
-    opt = "SGD" + (f", {'Nesterov' if c.get('nesterov') else 'momentum'} β = {c['momentum']:g}"
-                   if c.get("momentum") else "")
+    opt = _optimizer(c)
     wd = f", weight decay {c['weight_decay']:g}" if c.get("weight_decay") else ""
     warm = f", warm-up {c['warmup_steps']} steps" if c.get("warmup_steps") else ""
     batch = "full batch" if run.full_batch else f"batch {run.batch_size}"

@@ -64,7 +64,14 @@ STUDY_SECTIONS = (
             "training trajectory projected onto the plane."),
 )
 OTHER = Section("other", "Other analyses", "Figures registered outside the study's sections.")
-_SECTIONS: dict[str, Section] = {s.id: s for s in STUDY_SECTIONS}
+# Sections of the analyses beside the study (named after their plot modules), placed after it.
+BESIDE_STUDY = (
+    Section("hyper", "Hypergradients", "Meta-loss and hypergradients against a training hyperparameter, and "
+            "where unrolled differentiation turns chaotic."),
+    Section("deeplinear", "Deep linear networks", "Exactly solvable deep linear nets: their landscape, "
+            "critical points, learning-rate regimes, depth and initialisation."),
+)
+_SECTIONS: dict[str, Section] = {s.id: s for s in STUDY_SECTIONS + BESIDE_STUDY}
 SCOPES = ("run", "runs")   # one figure per run; one figure comparing every run
 
 

@@ -1,8 +1,9 @@
 """Figures comparing runs (scope "runs"): each is drawn once from every run given to the report.
 
 * ``training_compare`` — full train/test loss, accuracy, and the online top eigenvalue against each
-  run's stability threshold λ_crit = c(β)/η − wd (c = 2 for SGD, 2(1+β) for heavy ball,
-  2(1+β)/(1+2β) for Nesterov; :func:`analyses.trajectory.stability_threshold`).
+  run's stability threshold λ_crit = c/η of its optimizer (:func:`landscape.stability.run_constant`,
+  the one definition the trainer and the training figure use: c = 2 for gradient descent, 2(1+β)
+  for heavy ball, 2(1+β)/(1+2β) for Nesterov; for AdamW the logged eigenvalue is of P⁻¹H).
 * ``spectrum_compare`` — λ₁ (with its certified residual) and tr H (± 1 s.e.) of ``landscape hessian``.
 * ``sharpness_compare`` — the random-direction probes' mean ΔL against the radius at each run's last
   analysed step, the generalization gap in the legend.
@@ -16,7 +17,7 @@ import numpy as np
 
 from analyses.plots import MissingData, by_step, register
 from analyses.plots.style import PALETTE, figure, styled
-from analyses.trajectory import stability_threshold
+from landscape.stability import run_constant
 
 MIN_RUNS = 2   # a comparison needs two runs
 
@@ -33,10 +34,10 @@ def _has_evals(view) -> bool:
     return view.run is not None and len(view.run.eval_metrics()["step"]) > 0
 
 
-def lambda_crit(config: dict, lr: np.ndarray) -> np.ndarray:
-    """The largest stable curvature c(β)/η − wd of the run's optimizer at learning rates ``lr``."""
-    c = stability_threshold(float(config.get("momentum", 0.0)), bool(config.get("nesterov", False)))
-    return c / np.maximum(np.asarray(lr, dtype=np.float64), 1e-300) - float(config.get("weight_decay", 0.0))
+def lambda_crit(config: dict, lr: np.ndarray) -> np.ndarray | None:
+    """The largest stable curvature c/η of the run's optimizer at learning rates ``lr`` (None: no known c)."""
+    c = run_constant(config)
+    return None if c is None else c / np.maximum(np.asarray(lr, dtype=np.float64), 1e-300)
 
 
 def _curvature_panel(ax, view, color) -> bool:
@@ -46,17 +47,19 @@ def _curvature_panel(ax, view, color) -> bool:
     steps_m = view.run.step_metrics()
     ax.plot(sharp["step"], np.atleast_2d(sharp["eigenvalues"].T).T[:, 0], "o-", ms=2, color=color,
             label=rf"{view.label}: $\lambda_1$")
-    ax.plot(steps_m["step"], lambda_crit(view.run.config, steps_m["lr"]), ":", color=color, lw=0.9,
-            label=rf"{view.label}: $\lambda_{{crit}}$")
+    crit = lambda_crit(view.run.config, steps_m["lr"])
+    if crit is not None:
+        ax.plot(steps_m["step"], crit, ":", color=color, lw=0.9, label=rf"{view.label}: $\lambda_{{crit}}$")
     return True
 
 
 @register("training_compare", section="training", title="Runs side by side", scope="runs",
           caption="The runs side by side, one colour per run: full train (solid) and test (dashed) loss at "
           "the evaluation steps (left), train and test accuracy (middle), and the top Hessian eigenvalue "
-          "logged during training against the run's stability threshold λ_crit = 2(1+β)/η for heavy-ball "
-          "momentum β (2/η without), dotted (right). Look for: which run ends with the lower test loss and "
-          "the smaller train–test gap, and how close each run's curvature came to its own threshold.")
+          "logged during training against the stability threshold of the run's optimizer, λ_crit = c/η "
+          "dotted (c = 2 for gradient descent, 2(1+β) with heavy-ball momentum β; for AdamW the eigenvalue is "
+          "of the preconditioned P⁻¹H) (right). Look for: which run ends with the lower test loss and the "
+          "smaller train–test gap, and how close each run's curvature came to its own threshold.")
 @styled
 def training_compare(runs):
     runs = _with(runs, _has_evals, "full train/test evaluations in the run file")
