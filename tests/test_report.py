@@ -296,3 +296,14 @@ def test_a_study_file_stands_beside_the_runs_with_its_rank_correlations(study, t
         t = study_table(views[1])
     assert [r[0].text for r in t.rows] == ["trace", "probe:gaussian:mean:r=0.1", "lambda_max"]   # by |τ|
     assert [r[1].value for r in t.rows] == [-0.8, 0.5, 0.2] and "n = 4 runs" in t.note
+
+
+def test_one_run_helpers_keep_working_and_refuse_several_runs(study, tmp_path):
+    from analyses.output.render import open_inputs_for_figures, render_figures
+
+    with open_inputs_for_figures([str(study["res"]), str(study["run"])]) as (results, run):
+        made = render_figures(results, run, tmp_path, only=["hessian_trace"], log=lambda m: None)
+    assert [f.name for f in made] == ["hessian_trace"] and made[0].png == tmp_path / "hessian_trace.png"
+    with pytest.raises(InputError, match="of 2 runs"):
+        with open_inputs_for_figures([str(study[k]) for k in ("run", "sib")]):
+            pass

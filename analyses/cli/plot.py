@@ -25,7 +25,7 @@ def add_arguments(p):
 
 def run(args) -> int:
     from analyses.output.inputs import open_runs
-    from analyses.output.render import render_figures
+    from analyses.output.render import render_runs
 
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = sorted(set(names) - set(all_figures()))
@@ -33,6 +33,6 @@ def run(args) -> int:
         raise InputError(f"--only: unknown figure(s) {', '.join(unknown)}; known: {', '.join(all_figures())}")
     labels = None if args.labels is None else [s.strip() for s in args.labels.split(",")]
     with open_runs(args.files, labels) as views:
-        made = render_figures(views, args.out, only=names or None, log=print)
+        made = render_runs(views, args.out, only=names or None, log=print)
     print(f"{len(made.figures)} figure(s) written to {args.out}")
     return 0

@@ -8,15 +8,17 @@ as always; with several, each run's figures in ``DIR/<label>/`` and the comparis
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from analyses.output.inputs import slug
+from analyses.output.inputs import open_runs, slug
 from analyses.plots import FigureSpec, MissingData, RunView, all_figures
 from analyses.plots.style import RC, save
+from landscape.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,11 @@ class RenderedFigure:
         """The file stem: the figure's name and its part."""
         return f"{self.spec.name}_{self.part}" if self.part else self.spec.name
 
+    @property
+    def caption(self) -> str:
+        """The registered caption."""
+        return self.spec.caption
+
 
 @dataclass(frozen=True)
 class Skipped:
@@ -46,7 +53,7 @@ class Skipped:
 
 @dataclass
 class Rendering:
-    """What :func:`render_figures` drew and skipped, in the report's order."""
+    """What :func:`render_runs` drew and skipped, in the report's order."""
 
     figures: list[RenderedFigure] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
@@ -63,8 +70,30 @@ def _targets(spec: FigureSpec, runs: Sequence[RunView]) -> list[RunView | None]:
     return list(runs)
 
 
-def render_figures(runs: Sequence[RunView], out_dir: str | Path, *, only: Sequence[str] | None = None,
-                   log: Callable[[str], None] = print) -> Rendering:
+def render_figures(results, run, out_dir: str | Path, *, only: Sequence[str] | None = None,
+                   log: Callable[[str], None] = print) -> list[RenderedFigure]:
+    """Draw every registered figure (or those in ``only``) of one run (``results`` and/or ``run``, either
+    may be None) into ``out_dir``; skip those lacking data with a note. See :func:`render_runs`."""
+    return render_runs([RunView("", results, run)], out_dir, only=only, log=log).figures
+
+
+@contextlib.contextmanager
+def open_inputs_for_figures(paths: Sequence[str]):
+    """Open one run's files (a run file and/or its results file); yield ``(results, run)`` (either may be None).
+
+    Raises:
+        InputError: the files are of several runs (use :func:`analyses.output.inputs.open_runs`).
+    """
+    with open_runs(paths) as views:
+        if len(views) > 1:
+            raise InputError(f"the files are of {len(views)} runs ({', '.join(v.label for v in views)}); give "
+                             "one run and its results file here")
+        view = views[0] if views else RunView("")
+        yield view.results, view.run
+
+
+def render_runs(runs: Sequence[RunView], out_dir: str | Path, *, only: Sequence[str] | None = None,
+                log: Callable[[str], None] = print) -> Rendering:
     """Draw every registered figure (or those in ``only``) for every run; skip those lacking data with a note."""
     out, several = Path(out_dir), len(runs) > 1
     done = Rendering()

@@ -21,7 +21,7 @@ from pathlib import Path
 from analyses.output import gap, html as H, summary
 from analyses.output.cells import Table
 from analyses.output.inputs import describe, slug
-from analyses.output.render import Rendering, render_figures
+from analyses.output.render import Rendering, render_runs
 from analyses.plots import RunView, all_figures, get_section
 from landscape import __version__
 from landscape.errors import OutputExistsError
@@ -162,7 +162,7 @@ def build_report(views: Sequence[RunView], out_dir: str | Path, *, overwrite: bo
     target = out_dir / REPORT_NAME
     if target.exists() and not overwrite:
         raise OutputExistsError(f"{target} already exists; pass --overwrite to replace it or choose another --out")
-    rendering = render_figures(views, out_dir / "figures", log=lambda message: None)
+    rendering = render_runs(views, out_dir / "figures", log=lambda message: None)
     log(f"{len(rendering.figures)} figure(s) drawn into {out_dir / 'figures'}; {len(rendering.skipped)} not drawn "
         "for lack of data (each listed in the report with the command that makes its data)")
     runs, provenance = _runs_block(views)
