@@ -119,7 +119,9 @@ def _optimizer(c: dict) -> str:
         return f"AdamW, β₁ = {b1:g}, β₂ = {b2:g}"
     if c.get("optimizer", "sgd") != "sgd":
         return str(c["optimizer"])
-    return "SGD" + (f", {'Nesterov' if c.get('nesterov') else 'momentum'} β = {c['momentum']:g}" if c.get("momentum") else "")
+    if not c.get("momentum"):
+        return "SGD"
+    return f"SGD, {'Nesterov' if c.get('nesterov') else 'momentum'} β = {c['momentum']:g}"
 
 
 def describe(run) -> str:
