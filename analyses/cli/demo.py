@@ -7,8 +7,8 @@ Each stage is one ``landscape`` subcommand, run exactly as a user would type it
 at several checkpoints; line searches along eigenvectors with minibatch curves, fits,
 a dense zoom and the quadratic-independence check; spectrum evolution; the trajectory
 in the eigenbasis; sharpness probes on both runs; per-example gradient projections;
-a 2-D loss surface with the trajectory; then every figure and the HTML report (`landscape report`, which draws
-the figures into DIR/figures exactly as `landscape plot` does).
+a 2-D loss surface with the trajectory; then every figure and the HTML report of both runs side by side
+(`landscape report`, which draws the figures into DIR/figures exactly as `landscape plot` does).
 """
 
 from __future__ import annotations
@@ -90,9 +90,10 @@ def stages(out: Path, c: DemoConfig, device: str | None) -> list[tuple[str, list
         ("2-D loss surface with the trajectory", ["surface", r, "--steps", "last", "--out", res,
          "--directions", "step:0,filter", "--span=-0.25:1.25,1", "--grid", str(c.surface_grid), *dev]),
         # The report draws every figure (PDF + PNG) into DIR/figures with the same code as
-        # `landscape plot`, so the figures are not drawn twice.
-        ("figures and the HTML report", ["report", r, res, "--out", str(out), "--overwrite",
-                         "--title", "Landscape demo: a 1D CNN on MNIST-1D"]),
+        # `landscape plot`, so the figures are not drawn twice; both runs, side by side, each with
+        # its results (paired by the run checksum the results store).
+        ("figures and the HTML report", ["report", r, res, s, sres, "--labels", "main,sibling", "--out", str(out),
+         "--overwrite", "--title", "Landscape demo: a 1D CNN on MNIST-1D"]),
     ]
 
 

@@ -31,9 +31,11 @@ def _grid(n: int, width: str = "double"):
     return fig, axes.ravel()
 
 
-@register("linesearch_curves", caption="Loss along Hessian eigenvectors, L(θ + t v_i) on the full data set "
-          "(solid), against the quadratic prediction L(θ) + t g·v_i + λ_i t²/2 (dashed), at the last step "
-          "with a line search; one panel per direction, λ_i in the title.")
+@register("linesearch_curves", section="eigendirections", title="Loss along the top eigenvectors",
+          caption="Loss along Hessian eigenvectors, L(θ + t vᵢ) on the full training set (solid), against the "
+          "quadratic model L(θ) + t g·vᵢ + λᵢt²/2 (dashed), at the last step with a line search; one panel "
+          "per direction, λᵢ in the title. Look for: how far in t the two curves agree — where the solid "
+          "curve bends away the second-order picture of that direction stops holding.")
 @styled
 def linesearch_curves(results, run):
     step, c = _last(results, "linesearch", "curves")
@@ -52,10 +54,11 @@ def linesearch_curves(results, run):
     return [("", fig)]
 
 
-@register("linesearch_minima", caption="Minibatch line searches: distribution over minibatches of the "
-          "minimum location t* of each eigendirection's curve (left), and its spread and the mean fitted "
-          "curvature against λ_i (right; dotted: curvature = λ): does the variance of the minimum "
-          "depend on the eigenvalue?")
+@register("linesearch_minima", section="eigendirections", title="Minibatch minima along eigenvectors",
+          caption="Minibatch line searches: the spread over minibatches of the minimum t* of each "
+          "eigendirection's curve (left), and the standard deviation of t* and the mean minibatch curvature "
+          "against λᵢ (right; dotted: curvature = λ). Look for: minibatch minima scattering more along flat "
+          "directions (small λ) than along sharp ones, and minibatch curvature tracking the full-batch λᵢ.")
 @styled
 def linesearch_minima(results, run):
     step, c = _last(results, "linesearch", "curves")
@@ -90,9 +93,12 @@ def rank_correlation_title(c: dict) -> str:
     return f"Spearman ρ(λ, std t*) = {rho:.2f}, 95% CI [{lo:.2f}, {hi:.2f}], n = {n}"
 
 
-@register("linesearch_deviation", caption="Distance from the quadratic model along each eigenvector: "
-          "|L(θ + t v_i) − q_i(t)| / (½|λ_i|t²) against |t| (q_i: the quadratic prediction), both signs of t; "
-          "the dashed line is the departure tolerance.")
+@register("linesearch_deviation", section="eigendirections", title="Departure from the quadratic model",
+          caption="Relative departure from the quadratic model along each eigenvector, |L(θ + t vᵢ) − qᵢ(t)| "
+          "/ (½|λᵢ|t²), against |t| (solid: t > 0, dotted: t < 0; qᵢ the quadratic prediction); dashed: the "
+          "departure tolerance. Look for: where each curve crosses the dashed line — the radius within which "
+          "the quadratic model of that direction can be trusted — and differences between the two signs (odd, "
+          "third-order terms).")
 @styled
 def linesearch_deviation(results, run):
     step, f = _last(results, "linesearch", "fits")
@@ -112,10 +118,12 @@ def linesearch_deviation(results, run):
     return [("", fig)]
 
 
-@register("linesearch_zoom", caption="Dense zoom around the minimum: second-order structure function "
-          "D₂(h) = mean [f(t+h) − 2f(t) + f(t−h)]² against the lag h, float32 (circles) and float64 "
-          "(squares), with the quadratic model's (λh²)² (dashed). Slope 4: smooth; 0: rounding noise; "
-          "2α ∈ (0, 2): Hölder-α roughness (fractal).")
+@register("linesearch_zoom", section="eigendirections", title="Roughness at the minimum",
+          caption="Dense zoom around the line-search minimum (left) and the second-order structure function "
+          "D₂(h) = mean [f(t+h) − 2f(t) + f(t−h)]² against the lag h (right), float32 (circles) and float64 "
+          "(squares), dashed: the quadratic model's (λh²)². Look for the slope on the log-log axes: 4 is "
+          "smooth, 0 is rounding noise, in between a rough (Hölder-α, slope 2α) curve; float32 flattening "
+          "where float64 keeps slope 4 shows the roughness is rounding, not the landscape.")
 @styled
 def linesearch_zoom(results, run):
     step, z = _last(results, "linesearch", "zoom")
@@ -136,9 +144,12 @@ def linesearch_zoom(results, run):
     return [("", fig)]
 
 
-@register("quadratic_check", caption="Random directions u: the true loss L(θ + t u) (solid), the quadratic "
-          "prediction from uᵀHu (dashed) and the sum of the eigendirection line searches (dotted), "
-          "one panel per direction; markers: where each prediction parts from the truth.")
+@register("quadratic_check", section="eigendirections", title="Random directions against the eigen-decomposition",
+          caption="Random directions u: the true loss L(θ + t u) (solid), the quadratic prediction from uᵀHu "
+          "(dashed) and the prediction that adds up the line searches along the eigenvectors (dotted), one "
+          "panel per direction; markers: where each prediction parts from the truth. Look for: whether "
+          "independent one-dimensional curves along the eigenvectors explain the loss along a random "
+          "direction (dotted on solid) or the directions interact.")
 @styled
 def quadratic_check(results, run):
     step, q = _last(results, "linesearch", "quadratic_check")
@@ -169,9 +180,12 @@ def _pairs(results) -> list[tuple[int, int, dict]]:
     return sorted(out, key=lambda p: (p[0], p[1]))
 
 
-@register("eigen_overlaps", caption="Eigenvector overlaps |V_a V_bᵀ| between checkpoints (heatmaps, rows: "
-          "step a, columns: step b, both by eigenvalue index) and the maximum of each row against the index "
-          "(right): near 1, v_i survives as one eigenvector; spread, it rotates or mixes.")
+@register("eigen_overlaps", section="eigendirections", title="Eigenvector overlaps between checkpoints",
+          caption="Overlaps |V_a V_bᵀ| of the eigenvectors of two checkpoints (heatmaps; rows: eigenvalue "
+          "index at the earlier step a, columns: at the later step b) and the best match of each eigenvector "
+          "against its index (right). Look for: a bright diagonal with row maxima near 1 — each eigenvector "
+          "survives as itself; off-diagonal mass means eigenvectors swap places (near-equal eigenvalues) or "
+          "mix.")
 @styled
 def eigen_overlaps(results, run):
     pairs = _pairs(results)
@@ -197,9 +211,11 @@ def eigen_overlaps(results, run):
     return [("", fig)]
 
 
-@register("eigenvalue_trajectories", caption="Stored Hessian eigenvalues against the training step, one "
-          "line per index (top), and the subspace overlap (1/k)Σcos²θ_j of the top-k eigenspaces between "
-          "compared checkpoints (bottom, at the later step).")
+@register("eigenvalue_trajectories", section="spectrum", title="Eigenvalues and eigenspace overlap",
+          caption="Stored top eigenvalues against the training step, one line per index (top), and the "
+          "overlap (1/k)Σcos²θⱼ of the top-k eigenspaces between compared checkpoints, drawn at the later "
+          "step (bottom). Look for: the overlap approaching 1 — the top eigenspace stops rotating early in "
+          "training (Gur-Ari et al. 2018) while its eigenvalues still change.")
 @styled
 def eigenvalue_trajectories(results, run):
     if results is None or not results.is_complete("evolution/eigenvalues"):
@@ -225,8 +241,10 @@ def eigenvalue_trajectories(results, run):
     return [("", fig)]
 
 
-@register("density_evolution", caption="Hessian spectral density (SLQ, Gaussian kernel) against the step, "
-          "on one common eigenvalue grid; colour: log₁₀ density.")
+@register("density_evolution", section="spectrum", title="Spectral density over training",
+          caption="Hessian spectral density (SLQ, Gaussian kernel) at each stored step on one common "
+          "eigenvalue grid; colour: log₁₀ density. Look for: outliers detaching from the bulk and moving "
+          "right as the network sharpens, and the negative part of the spectrum thinning out.")
 @styled
 def density_evolution(results, run):
     if results is None or not results.is_complete("evolution/density"):
@@ -255,9 +273,12 @@ def _edges(centres: np.ndarray) -> np.ndarray:
     return np.concatenate([[centres[0]], (centres[1:] + centres[:-1]) / 2, [centres[-1]]])
 
 
-@register("trajectory_eigenbasis", caption="Training in the eigenbasis of a reference Hessian: the distance "
-          "v_iᵀ(θ_t − θ_ref) along each eigendirection against the step (left; dotted: settling step), and "
-          "the stationary oscillation amplitude against η·λ_i (right; dashed: the stability threshold).")
+@register("trajectory_eigenbasis", section="eigendirections", title="Training in the eigenbasis",
+          caption="Training seen in the eigenbasis of the Hessian at a reference step: the coordinate vᵢᵀ(θ_t "
+          "− θ_ref) along each eigendirection against the step (left; dotted: where it settles), and the "
+          "stationary oscillation amplitude against η·λᵢ (right; dashed: the optimizer's stability "
+          "threshold). Look for: sharp directions settling first and oscillating about the minimum while flat "
+          "directions keep drifting; amplitudes growing as η·λᵢ nears the threshold.")
 @styled
 def trajectory_eigenbasis(results, run):
     ref, tr = _last(results, "trajectory", "eigenbasis")

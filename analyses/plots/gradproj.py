@@ -27,10 +27,11 @@ def _panel_indices(k: int) -> np.ndarray:
     return np.arange(k) if k <= MAX_PANELS else np.unique(np.linspace(0, k - 1, MAX_PANELS).round().astype(int))
 
 
-@register("gradproj_cos", caption="Distribution over training examples of |cos| between each example's "
-          "gradient and Hessian eigenvector v_j (last analysed step), one panel per eigenvalue λ_j; the "
-          "dashed line is 1/√P, the |cos| of a random direction. A heavy right tail means a few examples "
-          "carry that direction; a narrow bump, many examples with a slight dependence.")
+@register("gradproj_cos", section="projections", title="Alignment of example gradients with eigenvectors",
+          caption="Distribution over training examples of |cos| between each example's gradient and Hessian "
+          "eigenvector vⱼ (last analysed step), one panel per eigenvalue λⱼ; dashed: 1/√P, the |cos| of a "
+          "random direction. Look for: a heavy right tail (a few examples carry that direction) against a "
+          "narrow bump above the dashed line (many examples depend on it slightly).")
 @styled
 def gradproj_cos(results, run):
     step, a = _last_step(results)
@@ -56,9 +57,12 @@ def gradproj_cos(results, run):
     return [("", fig)]
 
 
-@register("gradproj_classes", caption="Per-class means of the per-example gradient projections g_i·v_j "
-          "(Papyan 2019), classes by rows and eigenvectors by columns, at the last analysed step; "
-          "bottom: between-class share of the projections' variance per eigenvector.")
+@register("gradproj_classes", section="projections", title="Class structure of the projections",
+          caption="Per-class means of the per-example gradient projections gᵢ·vⱼ (Papyan 2019), classes by "
+          "rows and eigenvectors by columns, at the last analysed step; bottom: the between-class share of "
+          "the projections' variance per eigenvector. Look for: top eigenvectors whose projections separate "
+          "the classes (a large between-class share) — the class structure behind the outliers of the "
+          "spectrum.")
 @styled
 def gradproj_classes(results, run):
     step, a = _last_step(results)

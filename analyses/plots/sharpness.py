@@ -32,11 +32,13 @@ def _reference(ax, arrays, curv, color):
     ax.plot(r, r ** 2 * float(curv["trace"]) / (2 * int(arrays["P"])), ":", color=color, lw=0.9)
 
 
-@register("sharpness_radius", caption="Random-direction probes: mean loss change L(θ ± r u) − L(θ) "
-          "against the radius r, with the 10–90% band over directions (of the antithetic pair means "
-          "½(ΔL(+r u) + ΔL(−r u)), which cancel the gradient term), one panel per kind of direction "
-          "and one line per step; dotted: the quadratic prediction r²·tr(H)/(2P) from the Hutch++ trace "
-          "(Gaussian directions only).")
+@register("sharpness_radius", section="sharpness", title="Loss change under random perturbations",
+          caption="Random-direction probes: mean loss change ΔL = L(θ ± r u) − L(θ) against the radius r, "
+          "with the 10–90% band over directions (of the antithetic pair means ½(ΔL(+r u) + ΔL(−r u)), which "
+          "cancel the gradient term), one panel per kind of direction and one line per step; dotted: the "
+          "quadratic prediction r²·tr(H)/(2P) from the Hessian trace (Gaussian directions only). Look for: ΔL "
+          "growing as r² while the quadratic picture holds and the radius where it leaves the dotted line; a "
+          "wide band means a few directions dominate.")
 @styled
 def sharpness_radius(results, run):
     items = by_step(results, "sharpness")
@@ -77,8 +79,11 @@ def study_table(results) -> tuple[dict, dict]:
     return results.read_item("sharpness_study/table")
 
 
-@register("sharpness_study_tau", caption="Kendall's τ between each measure and the generalization gap "
-          "across runs, with percentile-bootstrap 95% intervals (Jiang et al. 2020); right: Spearman's ρ.")
+@register("sharpness_study_tau", section="sharpness", title="Which measure predicts the gap",
+          caption="Kendall's τ between each sharpness measure and the generalization gap across the runs of a "
+          "study, with percentile-bootstrap 95% intervals (Jiang et al. 2020); right: Spearman's ρ. Look for: "
+          "measures whose whole interval lies away from zero; with few runs every interval is wide and no "
+          "measure can be ranked.")
 @styled
 def sharpness_study_tau(results, run):
     t, attrs = study_table(results)
@@ -97,8 +102,10 @@ def sharpness_study_tau(results, run):
     return [("", fig)]
 
 
-@register("sharpness_study_scatter", caption="Measure against generalization gap, one point per run, "
-          "for the measures with the largest |τ|; titles give τ and its 95% bootstrap interval.")
+@register("sharpness_study_scatter", section="sharpness", title="Measures against the gap",
+          caption="Each measure against the generalization gap, one point per run, for the measures with the "
+          "largest |τ|; titles give τ and its 95% bootstrap interval. Look for: a monotone trend carried by "
+          "all the runs rather than by one or two points.")
 @styled
 def sharpness_study_scatter(results, run):
     t, attrs = study_table(results)

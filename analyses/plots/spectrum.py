@@ -42,9 +42,12 @@ def _spread(steps: list, n: int) -> list:
     return [steps[i] for i in np.linspace(0, len(steps) - 1, n).round().astype(int)]
 
 
-@register("hessian_density", caption="Hessian spectral density by stochastic Lanczos quadrature at "
-          "training steps (log scale, Gaussian kernel of width 1% of the spectral range): mean over "
-          "probe vectors (line) and the range of single-probe densities (band).")
+@register("hessian_density", section="spectrum", title="Spectral density",
+          caption="Hessian spectral density by stochastic Lanczos quadrature at a few training steps (log "
+          "scale, Gaussian kernel 1% of the spectral range wide): mean over probe vectors (line) and the "
+          "range of single-probe densities (band). Look for: a bulk near zero with isolated outliers to its "
+          "right, and the mass of negative eigenvalues (non-convexity) shrinking as training proceeds; a wide "
+          "band means too few probes to trust the tails.")
 def hessian_density(results, run):
     chosen = _spread(_items(results, "density"), MAX_PANELS)
     data = [(s, results.read_item(k)[0]) for s, k in chosen]
@@ -65,8 +68,11 @@ def hessian_density(results, run):
     return [("", fig)]
 
 
-@register("hessian_eigenvalues", caption="Top Hessian eigenvalues against the training step; error "
-          "bars are the certified residuals ‖Hv − λv‖ (smaller than the markers when converged).")
+@register("hessian_eigenvalues", section="spectrum", title="Top eigenvalues over training",
+          caption="Top Hessian eigenvalues λ₁ ≥ λ₂ ≥ … against the training step; error bars are the "
+          "certified residuals ‖Hv − λv‖ (a true eigenvalue lies within its residual of the marker; the bars "
+          "hide behind the markers when converged). Look for: the top eigenvalues rising early in training "
+          "(progressive sharpening) and levelling off; a few outliers standing apart from the rest.")
 def hessian_eigenvalues(results, run):
     rows = [(s, results.read_item(k)[0]) for s, k in _items(results, "eigen")]
     steps = np.array([s for s, _ in rows])
@@ -85,8 +91,11 @@ def hessian_eigenvalues(results, run):
     return [("", fig)]
 
 
-@register("hessian_trace", caption="Trace of the Hessian against the training step (Hutch++/Hutchinson "
-          "estimate, error bars ± 1 standard error).")
+@register("hessian_trace", section="spectrum", title="Trace over training",
+          caption="Trace of the Hessian (the sum of all its eigenvalues; Hutch++/Hutchinson estimate) against "
+          "the training step, ± 1 standard error. Look for: whether the trace follows λ₁ (curvature "
+          "concentrated in the top directions) or moves on its own (the bulk changes); error bars as wide as "
+          "the changes mean the estimate needs more matrix-vector products.")
 def hessian_trace(results, run):
     rows = [(s, results.read_item(k)[0]) for s, k in _items(results, "trace")]
     steps = np.array([s for s, _ in rows])

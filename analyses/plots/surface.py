@@ -44,9 +44,11 @@ def _curve(ax, a, title):
     ax.set_title(title)
 
 
-@register("surface_1d", caption="Loss (solid) and accuracy (dashed) along one direction through θ, "
-          "one panel per stored 1-D surface; the title gives the direction and the curvature of the "
-          "least-squares quadratic (for a unit eigenvector it estimates the eigenvalue).")
+@register("surface_1d", section="surfaces", title="Loss along a line",
+          caption="Loss (solid) and accuracy (dashed) along one direction through θ, one panel per stored 1-D "
+          "surface; the title gives the direction and the curvature of the least-squares quadratic (for a "
+          "unit eigenvector it estimates the eigenvalue). Look for: the width of the basin and whether "
+          "accuracy drops before the loss rises.")
 @styled
 def surface_1d(results, run):
     out = []
@@ -73,9 +75,12 @@ def _trajectory(ax, a):
     ax.legend(loc="upper right")
 
 
-@register("surface_2d", caption="Loss contours on the plane θ + x d₁ + y d₂ (levels spaced in log loss), "
-          "with the saved training trajectory projected onto the plane by least squares (Li et al. "
-          "2018); the star marks the last snapshot.")
+@register("surface_2d", section="surfaces", title="Loss surface with the trajectory",
+          caption="Loss contours on the plane θ + x d₁ + y d₂ (levels spaced in log loss), with the saved "
+          "training trajectory projected onto the plane by least squares (Li et al. 2018); the star marks the "
+          "last snapshot, the cross θ. Look for: whether training runs down a valley or across contours, and "
+          "how wide the final basin is; a 2-D slice can hide the directions that matter, so read it with the "
+          "eigendirection section.")
 @styled
 def surface_2d(results, run):
     out = []

@@ -64,12 +64,15 @@ def _lr_panel(ax, steps_m, sharp, config: dict):
     ax.set_xlabel("step")
 
 
-@register("training_curves", caption="Training curves: minibatch loss per step (raw and smoothed), "
-          "full train/test loss at evaluation steps (left); online top Hessian eigenvalues against the "
-          "edge-of-stability threshold of the run's optimizer (dashed: 2/η for gradient descent, 2(1+β)/η "
-          "with heavy-ball momentum β, Cohen et al. 2021; for AdamW the preconditioned λ_max(P⁻¹H) against "
-          "38/η at β₁ = 0.9, Cohen et al. 2022), or the learning-rate schedule when no online sharpness "
-          "was logged (right).")
+@register("training_curves", section="training", title="Training curves",
+          caption="Minibatch loss at every step (raw and smoothed) with the full train and test loss at the "
+          "evaluation steps (left; points when fewer than three); the top Hessian eigenvalues logged during "
+          "training against the stability threshold of the run's optimizer, dashed (2/η for gradient "
+          "descent, 2(1+β)/η with heavy-ball momentum β, Cohen et al. 2021; for AdamW the preconditioned "
+          "λ_max(P⁻¹H) against (2+2β₁)/((1−β₁)η), Cohen et al. 2022), or the learning-rate schedule when no "
+          "online sharpness was logged (right; a constant learning rate is given in the title instead). Look "
+          "for: test loss parting from train loss (overfitting); λ₁ rising until it meets the threshold and "
+          "hovering there (the edge of stability), or staying well below it (stable training).")
 def training_curves(results, run):
     if run is None:
         raise MissingData("no run file given")
