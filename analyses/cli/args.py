@@ -98,6 +98,19 @@ def names(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
     return chosen
 
 
+def json_object(text: str) -> dict:
+    """``--model-kwargs '{"width": 64}'`` → a dict (argparse type)."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"width\": 64}}', got {text!r}")
+    return value
+
+
 def command_config(args) -> dict:
     """The command line as a JSON-able dict (stored with every item as its ``config``)."""
     return {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"}

@@ -11,20 +11,11 @@ listing the first differences; nothing is written then.
 from __future__ import annotations
 
 import argparse
-import json
+
+from analyses.cli.args import json_object
 
 NAME = "import"
 HELP = "turn state_dict checkpoints (.pt, .safetensors) of your own model into a run file for the analyses"
-
-
-def _json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"width\": 64}}', got {text!r}")
-    return value
 
 
 def _ints(text: str) -> list[int]:
@@ -39,10 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "holding one) or .safetensors files, one per saved step, in step order")
     p.add_argument("--model", required=True, help="the model: a registered name, a plugin, "
                    "package.module:factory or path/to/file.py:factory")
-    p.add_argument("--model-kwargs", type=_json_object, default={}, metavar="JSON", help="the factory's arguments")
+    p.add_argument("--model-kwargs", type=json_object, default={}, metavar="JSON", help="the factory's arguments")
     p.add_argument("--dataset", required=True, help="the data: cifar10, mnist1d, synthetic, a plugin, "
                    "package.module:factory or path/to/file.py:factory")
-    p.add_argument("--dataset-kwargs", type=_json_object, default={}, metavar="JSON", help="the data's arguments")
+    p.add_argument("--dataset-kwargs", type=json_object, default={}, metavar="JSON", help="the data's arguments")
     p.add_argument("--data-dir", default=None, help="directory of the CIFAR-10 files")
     p.add_argument("--steps", type=_ints, default=None, metavar="S1,S2",
                    help="the training step of each checkpoint (default 0, 1, 2, …)")

@@ -11,9 +11,9 @@ must agree with it, except the resumable ones (``--steps``, ``--epochs``, ``--de
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from analyses.cli.args import json_object
 from landscape.errors import InputError
 
 NAME = "train"
@@ -46,16 +46,6 @@ def _floats(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.9,0.999, got {text!r}") from None
 
 
-def _json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"width\": 0.5}}', got {text!r}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     _data_args(p.add_argument_group("data and model"))
     _optim_args(p.add_argument_group("optimiser and learning-rate schedule"))
@@ -67,13 +57,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _data_args(g) -> None:
     g.add_argument("--dataset", default=S, help="cifar10, mnist1d or synthetic (default mnist1d), a plugin, or "
                    "your own: package.module:factory or path/to/file.py:factory (docs/your-own-models.md)")
-    g.add_argument("--dataset-kwargs", type=_json_object, default=S, metavar="JSON",
+    g.add_argument("--dataset-kwargs", type=json_object, default=S, metavar="JSON",
                    help='data set arguments, e.g. \'{"num_train": 512}\'')
     g.add_argument("--data-dir", default=S, help="directory of the CIFAR-10 files (cifar-10-batches-py or the .tar.gz)")
     g.add_argument("--model", default=S, help="a registered model name, e.g. resnet_100k, resnet8, cnn1d, mlp "
                    "(input size and classes taken from the data), a plugin, or your own: "
                    "package.module:factory or path/to/file.py:factory")
-    g.add_argument("--model-kwargs", type=_json_object, default=S, metavar="JSON",
+    g.add_argument("--model-kwargs", type=json_object, default=S, metavar="JSON",
                    help='model arguments, e.g. \'{"width": 0.5}\'')
     g.add_argument("--loss", choices=("cross_entropy", "mse"), default=S, help="default cross_entropy")
 
@@ -188,9 +178,8 @@ def build_config(args):
 
 def run(args) -> int:
     from analyses.driver.inputs import check_device
-    from checkpoints import train
-
     from analyses.driver.progress import showing
+    from checkpoints import train
 
     progress, fsync = showing(), not getattr(args, "no_fsync", False)
     if getattr(args, "resume", False):
