@@ -60,6 +60,13 @@ def ggn_sum(outputs: Fn, loss_of_outputs: Fn, theta: Tensor, V: Tensor, chunk: i
     return map_rows(one, V, chunk)
 
 
+def pullback_sums(outputs: Fn, cotangents: Callable[[Tensor], Tensor], theta: Tensor, chunk: int | None) -> Tensor:
+    """Rows Σ_i J_iᵀ u_{r,i}, ``(R, P)``: one forward, then R VJPs with the cotangents ``U = cotangents(z) (R, B, ...)``."""
+    z, pullback = vjp(outputs, theta)
+    U = cotangents(z.detach())
+    return map_rows(lambda u: pullback(u)[0], U, chunk)
+
+
 def projections(losses: Fn, theta: Tensor, V: Tensor, chunk: int | None) -> Tensor:
     """Per-example directional derivatives g_i·v_j, ``(B, k)``."""
     return map_rows(lambda v: jvp(losses, (theta,), (v,))[1], V, chunk).T

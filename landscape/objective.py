@@ -173,6 +173,33 @@ class Objective:
 
         return self._out(self._mean(part, "Gauss-Newton-vector product").reshape(v.shape), theta)
 
+    def output_pullbacks(self, theta: Tensor, cotangents: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        """(1/N) Σ_i J_iᵀ u_{r,i} for R cotangents of the outputs, ``(R, P)``.
+
+        ``cotangents(z, y) -> (R, B, ...)`` gives, from a batch's outputs z = f(x; θ) ``(B, ...)``
+        (detached) and targets y, R cotangents per example; J_i = ∂f(x_i)/∂θ. Each batch costs one
+        forward and R reverse passes (vmapped in chunks of ``vmap_chunk``), whatever R is: class-wise
+        sums of per-example gradients (u = onehot-masked ∂ℓ/∂z) or Papyan's δ vectors
+        (:mod:`landscape.papyan`) without ever holding N × P.
+        """
+        th = self._theta_in(theta)
+
+        def part(x: Tensor, y: Tensor) -> Tensor:
+            return K.pullback_sums(lambda t: self._f(t, x), lambda z: cotangents(z, y), th, self.vmap_chunk).reshape(-1)
+
+        mean = self._mean(part, "output pullback")
+        return self._out(mean.reshape(-1, self.spec.numel), theta)
+
+    def output_means(self, theta: Tensor, fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        """(1/N) Σ_i fn(z_i, y_i) ``(K,)``: the mean over examples of ``fn(z, y) -> (B, K)`` at the outputs z = f(x; θ).
+
+        E.g. the class fractions n_c/N with ``fn = lambda z, y: one_hot(y, C)``, or the mean softmax.
+        """
+        th = self._theta_in(theta)
+        with torch.no_grad():
+            mean = self._mean(lambda x, y: fn(self._f(th, x), y).reshape(x.shape[0], -1).sum(0), "output mean")
+        return self._out(mean, theta)
+
     def hessian(self, theta: Tensor) -> HessianOperator:
         """The Hessian at θ as a :class:`~landscape.operators.LinearOperator`."""
         return HessianOperator(self, theta)
