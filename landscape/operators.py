@@ -12,8 +12,8 @@ operator, a dense symmetric tensor, or a plain matvec callable with its dimensio
 double), :class:`ShiftedOperator` (A − σI), :class:`DeflatedOperator`
 (A − Vᵀ diag(λ) V), :class:`NegatedOperator` (−A, so that "smallest algebraic"
 becomes "largest algebraic"), :class:`LowRankOperator` (Dᵀ diag(w) D from r rows, with its
-exact nonzero spectrum), :class:`DifferenceOperator` (A − B) and :class:`CountingOperator`
-(counts products).
+exact nonzero spectrum), :class:`DifferenceOperator` (A − B), :class:`ProjectedOperator` (A
+compressed to the complement of a subspace) and :class:`CountingOperator` (counts products).
 """
 
 from __future__ import annotations
@@ -304,6 +304,30 @@ class DifferenceOperator(LinearOperator):
 
     def _matmat(self, X: Tensor) -> Tensor:
         return self.A.matmat(X) - self.B.matmat(X).to(X)
+
+
+class ProjectedOperator(_Wrapper):
+    """``(I − QᵀQ) A (I − QᵀQ)``: A compressed to the orthogonal complement of span(Q) (Q ``(r, P)`` orthonormal rows).
+
+    Its eigenvalues interlace A's (Cauchy): λ_max of the compression ≥ λ_{r+1}(A), so the eigenvalues of A
+    above it number at most r.
+    """
+
+    def __init__(self, A: LinearOperator, Q: Tensor):
+        super().__init__(A)
+        Q = torch.as_tensor(Q)
+        if Q.ndim != 2 or Q.shape[1] != self.dim:
+            raise InputError(f"ProjectedOperator needs Q of shape (r, {self.dim}), got {tuple(Q.shape)}")
+        self.Q = Q.to(self.device, self.dtype)
+
+    def _out(self, X: Tensor) -> Tensor:
+        return X - (X @ self.Q.T) @ self.Q
+
+    def _matvec(self, v: Tensor) -> Tensor:
+        return self._out(self.base._matvec(self._out(v)))
+
+    def _matmat(self, X: Tensor) -> Tensor:
+        return self._out(self.base._matmat(self._out(X)))
 
 
 class CountingOperator(_Wrapper):

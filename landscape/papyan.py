@@ -126,6 +126,22 @@ def _cotangents(z: Tensor, y: Tensor, C: int) -> Tensor:
     return torch.cat([delta.reshape(C * C, -1, C), grads])
 
 
+def check_classifier(objective, num_classes: int, theta: Tensor | None = None) -> Tensor:
+    """The class fractions w_c ``(C,)`` of a C-class cross-entropy objective (one forward pass).
+
+    Raises:
+        InputError: another loss, C < 2, soft or real-valued targets, outputs that are not C logits.
+    """
+    C = int(num_classes)
+    if objective.loss_name != "cross_entropy":
+        raise InputError(f"Papyan's decomposition is of the cross-entropy Gauss-Newton matrix; this objective's "
+                         f"loss is {objective.loss_name!r} (train the classifier with --loss cross_entropy)")
+    if C < 2:
+        raise InputError(f"Papyan's decomposition needs at least 2 classes, got {C} (a regression task?)")
+    theta = objective.theta if theta is None else theta
+    return objective.output_means(theta, lambda z, y: _fractions(z, y, C))
+
+
 def papyan_decomposition(objective, theta: Tensor, num_classes: int) -> PapyanDecomposition:
     """Papyan's δ vectors and class gradients at θ, and the GGN operator (one pass over the data).
 
@@ -136,15 +152,10 @@ def papyan_decomposition(objective, theta: Tensor, num_classes: int) -> PapyanDe
         num_classes: C ≥ 2.
 
     Raises:
-        InputError: another loss, soft or real-valued targets, outputs that are not C logits, C < 2.
+        InputError: see :func:`check_classifier`.
     """
     C = int(num_classes)
-    if objective.loss_name != "cross_entropy":
-        raise InputError(f"Papyan's decomposition is of the cross-entropy Gauss-Newton matrix; this objective's "
-                         f"loss is {objective.loss_name!r} (train the classifier with --loss cross_entropy)")
-    if C < 2:
-        raise InputError(f"Papyan's decomposition needs at least 2 classes, got {C} (a regression task?)")
-    weights = objective.output_means(theta, lambda z, y: _fractions(z, y, C))
+    weights = check_classifier(objective, C, theta)
     sums = objective.output_pullbacks(theta, lambda z, y: _cotangents(z, y, C))   # (C² + C, P), (1/N) Σ
     inv = torch.where(weights > 0, 1 / weights.clamp_min(torch.finfo(weights.dtype).tiny), 0)
     delta = sums[:C * C].reshape(C, C, -1) * inv[:, None, None]
