@@ -147,3 +147,37 @@ def test_bands_and_scales_are_checked():
         NZ.bands((3, 2), 5)
     with pytest.raises(Exception, match="finite"):
         NZ.check_scales([0.1, float("inf")])
+
+
+def test_figures_draw_the_stored_numbers(done):
+    import matplotlib.pyplot as plt
+
+    from analyses.plots import MissingData, all_figures
+
+    figures = all_figures()
+    with ResultsFile(done) as r:
+        newton = r.read_item(step_key("intervene", 30, "newton"))[0]
+        noise = r.read_item(step_key("intervene", 30, "noise"))[0]
+        control = r.read_item(step_key("intervene", 30, "continued_control"))[0]
+        (_, fig), = figures["intervene_newton"].draw(r, None)
+        predicted = fig.axes[0].lines[0]
+        np.testing.assert_allclose(predicted.get_ydata(), newton["predicted_change"])
+        measured = fig.axes[0].lines[1]
+        np.testing.assert_allclose(measured.get_ydata(), newton["train_loss"] - newton["train_loss"][0])
+        plt.close(fig)
+        (_, fig), = figures["intervene_noise"].draw(r, None)
+        bars = fig.axes[0].containers                                   # one errorbar container per band
+        assert len(bars) == 4
+        np.testing.assert_allclose(bars[2].lines[0].get_ydata(), noise["test_loss_mean"][2])
+        plt.close(fig)
+        (_, fig), = figures["intervene_continued"].draw(r, None)
+        labels = [line.get_label() for line in fig.axes[1].lines]
+        assert labels[0] == "SGD (control)" and "Dom-SGD" in labels and "batch size 1" in labels
+        np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), control["test_loss"])
+        np.testing.assert_array_equal(fig.axes[1].lines[0].get_xdata(), control["examples"])
+        plt.close(fig)
+        (_, fig), = figures["intervene_noise_learned"].draw(r, None)
+        assert fig.axes[0].get_yscale() == "log" and len(fig.axes[0].lines) == 3
+        plt.close(fig)
+    with pytest.raises(MissingData, match="no results file"):
+        figures["intervene_newton"].draw(None, None)

@@ -91,3 +91,27 @@ def test_regression_losses_are_refused_before_any_file_is_written(tmp_path, caps
     assert main(["papyan", str(tmp_path / "run.h5"), "--out", str(out), "--device", "cpu"]) != 0
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_figures_draw_the_stored_numbers(mixture):
+    import matplotlib.pyplot as plt
+
+    from analyses.plots import all_figures
+
+    figures = all_figures()
+    a, _ = _item(mixture[1], "spectra")
+    with ResultsFile(mixture[1]) as r:
+        (_, fig), = figures["papyan_spectra"].draw(r, None)
+        ax = fig.axes[0]
+        hessian = next(line for line in ax.lines if line.get_label() == "H")
+        np.testing.assert_allclose(hessian.get_ydata(), a["eigenvalues_hessian"][a["eigenvalues_hessian"] > 0])
+        assert ax.get_yscale() == "log" and f"{int(a['outliers_class'])} outliers" in ax.get_title()
+        plt.close(fig)
+        (_, fig), = figures["papyan_classes"].draw(r, None)
+        np.testing.assert_allclose(fig.axes[0].images[0].get_array(), a["class_gradient_cos"])
+        heights = [p.get_height() for p in fig.axes[1].containers[1]]
+        np.testing.assert_allclose(heights, a["overlap_class"])
+        plt.close(fig)
+        (_, fig), = figures["papyan_density"].draw(r, None)
+        assert [line.get_label() for line in fig.axes[0].lines] == ["H", "G", "H − G", "within-class"]
+        plt.close(fig)
