@@ -108,7 +108,7 @@ def outliers(hessian: np.ndarray, bulk_edge: float) -> dict:
 def range_basis(rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Orthonormal basis ``(r, P)`` of span{d_j : w_j > 0} in float64 (numerical rank by :data:`RANK_RTOL`)."""
     D = rows.double()[weights > 0]
-    U, s, Vh = torch.linalg.svd(D, full_matrices=False)
+    _, s, Vh = torch.linalg.svd(D, full_matrices=False)
     r = int((s > RANK_RTOL * s[0]).sum()) if len(s) and s[0] > 0 else 0
     return Vh[:r]
 
@@ -170,7 +170,7 @@ class PapyanWork:
         return Record(arrays, {**self.inputs.item_attrs(step), "settings": settings, "passes_per_product": PASSES})
 
     def spectra(self, step: int) -> dict:
-        obj, theta, dec, ops = self.setup(step)
+        obj, _, dec, ops = self.setup(step)
         out, vectors = {}, {}
         for name in OPERATORS:
             k = min(self.k, self._rank_bound(name, obj.spec.numel))

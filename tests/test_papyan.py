@@ -35,7 +35,7 @@ def _problem(N, C, labels, seed=0):
 def _oracle(model, obj, X, y, C):
     """Dense G and the four parts from explicit per-example δ_{i,c'} (the module's formulas, term by term)."""
     spec, theta = obj.spec, obj.theta
-    f = lambda th, x: functional_call(model, spec.unflatten(th), (x[None],))[0]  # noqa: E731
+    f = lambda th, x: functional_call(model, spec.unflatten(th), (x[None],))[0]
     J = torch.stack([jacrev(f)(theta, x) for x in X])                            # (N, C, P)
     p = torch.softmax(torch.stack([f(theta, x) for x in X]), dim=1)              # (N, C)
     eye = torch.eye(C, dtype=torch.float64)

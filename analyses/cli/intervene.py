@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 from functools import partial
 
-import numpy as np
 
 from analyses.cli.args import add_run_args, command_config, floats, names, report
 from analyses.driver.continuation import Continuer

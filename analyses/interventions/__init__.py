@@ -19,7 +19,6 @@ and test numbers are over the whole splits.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -306,9 +305,5 @@ class InterventionWork:
     @staticmethod
     def _continuation_cost(out: dict, steps: int) -> dict:
         matvecs = int(np.sum(out.get("refresh_matvecs", 0)))
-        return {"updates": steps, "minibatch_gradients": steps, "evaluations": int(len(out["eval_steps"])),
-                "refresh_hvps": matvecs, "refreshes": int(len(out.get("refresh_steps", [])))}
-
-
-def config_fields() -> set[str]:
-    return {f.name for f in dataclasses.fields(InterventionConfig)}
+        return {"updates": steps, "minibatch_gradients": steps, "evaluations": len(out["eval_steps"]),
+                "refresh_hvps": matvecs, "refreshes": len(out.get("refresh_steps", []))}

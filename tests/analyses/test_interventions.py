@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from eigen_results import write_dense_eigen
 
 from analyses.cli import main
 from analyses.interventions import newton as NW
 from analyses.interventions import noise as NZ
-from eigen_results import write_dense_eigen
 from landscape.io import ResultsFile, step_key
 
 # Newton's predicted drop −½Σ(gᵀv)²/λ is second order; on the tiny MLP the cubic remainder is a few % of it
