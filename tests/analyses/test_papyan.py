@@ -80,7 +80,8 @@ def test_rerun_skips(mixture, capsys):
     ({"loss": "mse"}, "--loss mse"),
     ({"dataset_kwargs": {"num_train": 64, "num_test": 16, "input_shape": [10], "task": "regression", "out_dim": 2},
       "model_kwargs": {"in_dim": 10, "hidden": [8], "num_classes": 2}, "loss": "mse"}, "no classes"),
-], ids=["mse", "regression"])
+    ({"model_kwargs": {"in_dim": 10, "hidden": [8], "num_classes": 6}}, "C = 4 logits"),
+], ids=["mse", "regression", "not-C-logits"])
 def test_regression_losses_are_refused_before_any_file_is_written(tmp_path, capsys, changes, message):
     from checkpoints.config import TrainConfig
     from checkpoints.train import train
