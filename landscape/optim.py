@@ -25,17 +25,18 @@ this update (1, 2, …)::
 
 The effective preconditioner is P = diag(√v̂ + ε) with v̂ = v/(1 − β₂ᵗ): :func:`adam_preconditioner`.
 
-**Shaped in a subspace** (``shape=``, a :class:`SubspaceShape`): before the momentum, the
-direction d is reshaped in the span of k orthonormal rows v_i (e.g. the top-k Hessian
-eigenvectors) and its complement::
+**Shaped in a subspace** (``shape=``, a :class:`SubspaceShape`): the step direction d (after
+the momentum, just before θ' = θ − η d) is reshaped in the span of k orthonormal rows v_i (e.g.
+the top-k Hessian eigenvectors) and its complement::
 
     d ← Σ_i s_i (v_i·d) v_i + ρ (d − Σ_i (v_i·d) v_i)
 
 so v_i moves with learning rate η s_i and the complement with η ρ: per-eigendirection rates
 (s_i = f(λ_i), e.g. inverse-λ preconditioning in the subspace), Dom-SGD (s = 1, ρ = 0: the
 update projected onto the top subspace) and Bulk-SGD (s = 0, ρ = 1: projected out of it;
-Song, Ahn & Yun, ICLR 2025). With momentum the buffer accumulates the shaped directions
-(a preconditioned heavy ball).
+Song, Ahn & Yun, ICLR 2025). The momentum buffer stays the plain one: along a fixed v_i the
+recursion is heavy ball with rate η s_i, and θ never moves where the shape says it must not —
+also when the buffer comes from unshaped training or the basis has just been refreshed.
 
 Every operation is out of place, so the rules are differentiable with ``torch.func``
 (forward and reverse mode). With Python-number hyperparameters they run the very kernels of
@@ -115,7 +116,7 @@ def sgd_update(theta: Tensor, g: Tensor, m: Tensor | None, lr, momentum, nestero
         momentum: β (a float or a 0-d tensor; 0 means plain SGD and m is returned unchanged).
         nesterov: Nesterov's form instead of heavy ball.
         weight_decay: λ (a float, or a tensor broadcastable to θ: per-weight L2).
-        shape: reshape d = g + λθ in a subspace before the momentum (:class:`SubspaceShape`);
+        shape: reshape the step direction (after the momentum) in a subspace (:class:`SubspaceShape`);
             None (the trainer's default) leaves the rule bitwise that of ``torch.optim.SGD``.
 
     Returns:
@@ -123,20 +124,20 @@ def sgd_update(theta: Tensor, g: Tensor, m: Tensor | None, lr, momentum, nestero
     """
     if not any(isinstance(h, Tensor) for h in (lr, momentum, weight_decay)):
         return _sgd_numbers(theta, g, m, float(lr), float(momentum), nesterov, float(weight_decay), shape)
-    d = shape_in_subspace(g + weight_decay * theta if _present(weight_decay) else g, shape)
+    d = g + weight_decay * theta if _present(weight_decay) else g
     if _present(momentum):
         m = momentum * m + d
         d = d + momentum * m if nesterov else m
-    return theta - lr * d, m
+    return theta - lr * shape_in_subspace(d, shape), m
 
 
 def _sgd_numbers(theta, g, m, lr: float, momentum: float, nesterov: bool, weight_decay: float, shape=None):
     """The rule with Python-number hyperparameters, with torch.optim.SGD's own kernels."""
-    d = shape_in_subspace(g.add(theta, alpha=weight_decay) if weight_decay else g, shape)
+    d = g.add(theta, alpha=weight_decay) if weight_decay else g
     if momentum:
         m = m.mul(momentum).add(d)
         d = d.add(m, alpha=momentum) if nesterov else m
-    return theta.add(d, alpha=-lr), m
+    return theta.add(shape_in_subspace(d, shape), alpha=-lr), m
 
 
 def _present(x) -> bool:

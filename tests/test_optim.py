@@ -174,3 +174,17 @@ def test_bad_shapes_are_refused():
         SubspaceShape(V, torch.ones(3, dtype=torch.float64))
     with pytest.raises(InputError, match="finite"):
         SubspaceShape(V, torch.tensor([1.0, float("nan")], dtype=torch.float64))
+
+
+def test_bulk_shape_never_moves_in_the_subspace_even_with_a_carried_momentum():
+    """The shape acts on the step: a momentum buffer full of span(V) directions moves θ only outside span(V)."""
+    V = _orthonormal(3, 40)
+    gen = torch.Generator().manual_seed(6)
+    theta = torch.randn(40, generator=gen, dtype=torch.float64)
+    m = V.T @ torch.randn(3, generator=gen, dtype=torch.float64) * 10          # all inside span(V)
+    for nesterov in (False, True):
+        th, mm = theta, m
+        for _ in range(3):
+            g = torch.randn(40, generator=gen, dtype=torch.float64)
+            th, mm = sgd_update(th, g, mm, 0.1, 0.9, nesterov, 1e-3, SubspaceShape.out_of(V))
+        torch.testing.assert_close(V @ th, V @ theta, rtol=0, atol=1e-12)
