@@ -101,7 +101,7 @@ def _calls(problem, k: int) -> tuple[dict, dict]:
         "forward": "one forward pass (loss and accuracy)", "gradient": "one gradient", "hvp": "one HVP",
         "ggn": "one GGN product", "within": "Papyan within-class product (G − low-rank parts)",
         "class": "Papyan class-mean product (dense, rank ≤ C)", "cross": "Papyan cross-class product (dense)",
-        "residual": "H − G product", "papyan_setup": f"Papyan setup: every δ_cc' and g_c (C² + C = {C * C + C} VJPs)",
+        "residual": "H − G product", "papyan_setup": f"Papyan setup: every δ_cc' and g_c (split by class: C + 1 = {C + 1} VJPs per example)",
         "newton": f"Newton in the top-{k} subspace: 1 gradient + {k + 1} points", "noise_draw": "one band-noise draw",
         "sgd_step": f"SGD step, batch {problem.batch_size}", "shaped_step": f"… shaped in a {k}-dim subspace",
     }

@@ -173,22 +173,35 @@ class Objective:
 
         return self._out(self._mean(part, "Gauss-Newton-vector product").reshape(v.shape), theta)
 
-    def output_pullbacks(self, theta: Tensor, cotangents: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
-        """(1/N) Σ_i J_iᵀ u_{r,i} for R cotangents of the outputs, ``(R, P)``.
+    def output_pullbacks(self, theta: Tensor, cotangents: Callable[[Tensor, Tensor], Tensor], *,
+                         groups: Callable[[Tensor], Tensor] | None = None, num_groups: int = 1) -> Tensor:
+        """(1/N) Σ_i J_iᵀ u_{r,i} for R cotangents of the outputs: ``(R, P)``, or ``(G, R, P)`` by group.
 
         ``cotangents(z, y) -> (R, B, ...)`` gives, from a batch's outputs z = f(x; θ) ``(B, ...)``
         (detached) and targets y, R cotangents per example; J_i = ∂f(x_i)/∂θ. Each batch costs one
-        forward and R reverse passes (vmapped in chunks of ``vmap_chunk``), whatever R is: class-wise
-        sums of per-example gradients (u = onehot-masked ∂ℓ/∂z) or Papyan's δ vectors
-        (:mod:`landscape.papyan`) without ever holding N × P.
+        forward and R reverse passes (vmapped in chunks of ``vmap_chunk``), whatever R is, without
+        ever holding N × P. With ``groups(y) -> (B,)`` ids in [0, num_groups) (e.g. the class labels),
+        the sums are kept apart per group: each batch is split by group, and each part costs one
+        forward and R reverse passes over its own examples — R per example in all, not R × G as with
+        masked cotangents. Splitting a batch changes batch statistics, so groups need ``bn="eval"``.
         """
         th = self._theta_in(theta)
+        if groups is None:
+            def part(x: Tensor, y: Tensor) -> Tensor:
+                return K.pullback_sums(lambda t: self._f(t, x), lambda z: cotangents(z, y), th,
+                                       self.vmap_chunk).reshape(-1)
 
-        def part(x: Tensor, y: Tensor) -> Tensor:
-            return K.pullback_sums(lambda t: self._f(t, x), lambda z: cotangents(z, y), th, self.vmap_chunk).reshape(-1)
+            return self._out(self._mean(part, "output pullback").reshape(-1, self.spec.numel), theta)
+        if self.bn != "eval":
+            raise InputError("grouped output pullbacks split batches, which changes BatchNorm batch statistics; "
+                             "use bn='eval' (or no groups)")
 
-        mean = self._mean(part, "output pullback")
-        return self._out(mean.reshape(-1, self.spec.numel), theta)
+        def grouped(x: Tensor, y: Tensor) -> Tensor:
+            return K.grouped_pullback_sums(lambda t, i: self._f(t, x[i]), lambda z, i: cotangents(z, y[i]), th,
+                                           groups(y), num_groups, self.vmap_chunk).reshape(-1)
+
+        mean = self._mean(grouped, "output pullback")
+        return self._out(mean.reshape(num_groups, -1, self.spec.numel), theta)
 
     def output_means(self, theta: Tensor, fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
         """(1/N) Σ_i fn(z_i, y_i) ``(K,)``: the mean over examples of ``fn(z, y) -> (B, K)`` at the outputs z = f(x; θ).

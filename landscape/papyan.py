@@ -26,10 +26,11 @@ structure pervade deep learning spectra" (JMLR, arXiv 2008.11865), follows the s
 through training. The per-class mean gradients g_c = E_{i∈c} ∇ℓ_i = E_{i∈c} J_iᵀ (p_i − e_c) and their
 Gram matrix come from the same pass.
 
-**Cost.** One pass over the data (one forward and C² + C reverse passes per batch, vmapped) gives
-every δ_{c,c'} and g_c; after that the three low-rank parts are :class:`~landscape.operators.LowRankOperator`
-s (products: dense (r, P) multiplications, no data; their nonzero spectra exact from r × r Gram
-matrices) and G_within = G − (G_self + G_class + G_cross) costs one GGN product (a JVP and a VJP per
+**Cost.** One pass over the data gives every δ_{c,c'} and g_c: each batch is split by class and each
+part costs one forward and C + 1 reverse passes (vmapped) over its own examples (with BatchNorm in
+batch-statistics mode, whole batches with class-masked cotangents: C² + C reverse passes). After
+that the three low-rank parts are :class:`~landscape.operators.LowRankOperator` s (products: dense
+(r, P) multiplications, no data; their nonzero spectra exact from r × r Gram matrices) and G_within = G − (G_self + G_class + G_cross) costs one GGN product (a JVP and a VJP per
 batch) — no more than G itself.
 """
 
@@ -114,6 +115,15 @@ def _check_classifier(z: Tensor, y: Tensor, C: int) -> None:
                          f"{y.dtype} {tuple(y.shape)} (a regression or soft-label task)")
 
 
+def _class_cotangents(z: Tensor, y: Tensor, C: int) -> Tensor:
+    """``(C + 1, B, C)`` for examples of one class c = y: rows c' → √p_{c'} (e_{c'} − p), then p − e_c."""
+    _check_classifier(z, y, C)
+    p = torch.softmax(z, dim=1)
+    eye = torch.eye(C, dtype=z.dtype, device=z.device)
+    a = p.sqrt()[:, :, None] * (eye[None] - p[:, None, :])                  # (B, c', C)
+    return torch.cat([a.permute(1, 0, 2), (p - eye[y])[None]])
+
+
 def _cotangents(z: Tensor, y: Tensor, C: int) -> Tensor:
     """``(C² + C, B, C)``: rows (c, c') → 1[y=c] √p_{c'} (e_{c'} − p), then rows c → 1[y=c] (p − e_y)."""
     _check_classifier(z, y, C)
@@ -156,10 +166,15 @@ def papyan_decomposition(objective, theta: Tensor, num_classes: int) -> PapyanDe
     """
     C = int(num_classes)
     weights = check_classifier(objective, C, theta)
-    sums = objective.output_pullbacks(theta, lambda z, y: _cotangents(z, y, C))   # (C² + C, P), (1/N) Σ
     inv = torch.where(weights > 0, 1 / weights.clamp_min(torch.finfo(weights.dtype).tiny), 0)
-    delta = sums[:C * C].reshape(C, C, -1) * inv[:, None, None]
-    return PapyanDecomposition(objective.ggn(theta), delta, weights, sums[C * C:] * inv[:, None])
+    if objective.bn == "eval":   # split each batch by class: C + 1 VJPs per example
+        sums = objective.output_pullbacks(theta, lambda z, y: _class_cotangents(z, y, C), groups=lambda y: y,
+                                          num_groups=C)                                 # (C, C + 1, P)
+        delta, grads = sums[:, :C], sums[:, C]
+    else:                        # batch statistics: whole batches, masked cotangents, C² + C VJPs per example
+        sums = objective.output_pullbacks(theta, lambda z, y: _cotangents(z, y, C))   # (C² + C, P)
+        delta, grads = sums[:C * C].reshape(C, C, -1), sums[C * C:]
+    return PapyanDecomposition(objective.ggn(theta), delta * inv[:, None, None], weights, grads * inv[:, None])
 
 
 def _fractions(z: Tensor, y: Tensor, C: int) -> Tensor:

@@ -148,3 +148,15 @@ def test_difference_operator_is_h_minus_g():
     P = obj.spec.numel
     H, G = obj.hessian(obj.theta), obj.ggn(obj.theta)
     torch.testing.assert_close(_dense(DifferenceOperator(H, G), P), _dense(H, P) - _dense(G, P))
+
+
+def test_class_split_and_masked_passes_agree():
+    """bn="eval" splits batches by class (C + 1 VJPs per example); bn="train" masks cotangents (C² + C): same δ."""
+    model, X, y = _problem(10, 4, CASES[1][3])
+    split = Objective(model, X, y, loss="cross_entropy", batch_size=4)
+    masked = Objective(model, X, y, loss="cross_entropy", batch_size=4, bn="train")   # no BN layers: same loss
+    a, b = (papyan_decomposition(o, o.theta, 4) for o in (split, masked))
+    torch.testing.assert_close(a.delta, b.delta, rtol=0, atol=1e-13)
+    torch.testing.assert_close(a.class_gradients, b.class_gradients, rtol=0, atol=1e-13)
+    with pytest.raises(InputError, match="bn='eval'"):
+        masked.output_pullbacks(masked.theta, lambda z, y: z[None], groups=lambda y: y, num_groups=4)
