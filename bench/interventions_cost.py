@@ -7,7 +7,7 @@ calls each once), so the ratios are medians of same-round ratios:
   (forward-over-reverse) and one GGN product (JVP, loss Hessian, VJP);
 * Papyan: the products of the within-class part (G minus the low-rank parts), of the class-mean
   and cross-class parts (dense, no data) and of H − G; and the one-time pass computing every
-  δ_{c,c'} and class gradient (C² + C reverse passes per batch over one forward);
+  δ_{c,c'} and class gradient (each batch split by class: C + 1 reverse passes per example);
 * Newton in a top-k subspace: one gradient plus the evaluation of the k + 1 points θ_m
   (one forward each); the number of HVPs is zero (the stored eigenpairs are reused);
 * band noise: one draw = one forward per evaluated split;
@@ -101,7 +101,8 @@ def _calls(problem, k: int) -> tuple[dict, dict]:
         "forward": "one forward pass (loss and accuracy)", "gradient": "one gradient", "hvp": "one HVP",
         "ggn": "one GGN product", "within": "Papyan within-class product (G − low-rank parts)",
         "class": "Papyan class-mean product (dense, rank ≤ C)", "cross": "Papyan cross-class product (dense)",
-        "residual": "H − G product", "papyan_setup": f"Papyan setup: every δ_cc' and g_c (split by class: C + 1 = {C + 1} VJPs per example)",
+        "residual": "H − G product",
+        "papyan_setup": f"Papyan setup: every δ_cc' and g_c (split by class: {C + 1} VJPs per example)",
         "newton": f"Newton in the top-{k} subspace: 1 gradient + {k + 1} points", "noise_draw": "one band-noise draw",
         "sgd_step": f"SGD step, batch {problem.batch_size}", "shaped_step": f"… shaped in a {k}-dim subspace",
     }
