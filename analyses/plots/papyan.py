@@ -6,6 +6,7 @@ Reads ``papyan/step_XXXXXXXX/{spectra, density}`` of the last step holding each.
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from analyses.plots import MissingData, by_step, register
 from analyses.plots.spectrum import gaussian_density
@@ -43,6 +44,7 @@ def papyan_spectra(results, run):
                     lw=1.4 if name == "hessian" else 0.8)
     ax.axhline(float(a["bulk_edge_class"]), color="black", ls="--", lw=0.7)
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("index i")
     ax.set_ylabel(r"eigenvalue $\lambda_i$")
     ax.set_title(f"step {step}: {int(a['outliers_class'])} outliers, top-eigenspace overlap with the class "
@@ -92,6 +94,7 @@ def papyan_classes(results, run):
     ax1.bar(i, a["overlap_class"], color=PALETTE[0], width=0.5, label="class means")
     ax1.set_ylim(0, 1.3)
     ax1.set_yticks(np.linspace(0, 1, 6))
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax1.set_xlabel("Hessian eigenvector i")
     ax1.set_ylabel(r"share in span")
     ax1.legend(loc="upper center", ncols=2)
