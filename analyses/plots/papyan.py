@@ -49,7 +49,7 @@ def papyan_spectra(results, run):
     ax.set_ylabel(r"eigenvalue $\lambda_i$")
     ax.set_title(f"step {step}: {int(a['outliers_class'])} outliers, top-eigenspace overlap with the class "
                  f"means {float(a['top_overlap_class']):.2f}")
-    ax.legend(ncols=2)
+    ax.legend(ncols=2, loc="lower left")
     return [("", fig)]
 
 
