@@ -101,7 +101,7 @@ class MemoryRecorder(NoRunFile):
     def append_eval(self, step, train_loss, train_acc, test_loss, test_acc):
         self.evals.append((step, train_loss, train_acc, test_loss, test_acc))
 
-    def append_snapshot(self, step, theta, buffers, momentum):
+    def append_snapshot(self, step, theta, *rest, **kwargs):
         self.theta = np.asarray(theta)
 
 

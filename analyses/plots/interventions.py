@@ -35,11 +35,12 @@ def _threshold_axis(ax, a: dict) -> None:
     top.set_xlabel(r"threshold $\lambda_m$")
 
 
-@register("intervene_newton", caption="Newton in the top-m eigen-subspace, θ − Σ_{i≤m}(gᵀv_i/λ_i)v_i, against m "
+@register("intervene_newton", title="Newton in the top subspace", caption="Newton in the top-m eigen-subspace, θ − Σ_{i≤m}(gᵀv_i/λ_i)v_i, against m "
           "(top axis: the eigenvalue threshold λ_m). Left: the change of the loss the eigenpairs are of, "
           "measured (markers) and predicted by the quadratic model −½Σ(gᵀv_i)²/λ_i (dashed); middle and "
           "right: the change of the train and test loss, and their accuracy, after the Newton moves (solid) and "
-          "after moving each direction to its line-search minimum (dotted).")
+          "after moving each direction to its line-search minimum (dotted). Look for the markers on the dashed line at "
+          "small m (the quadratic model holds) and for whether the test loss follows the train loss down.")
 @styled
 def intervene_newton(results, run):
     step, a = last_item(results, "newton")
@@ -77,10 +78,11 @@ def _errorbars(ax, sigmas, mean, sem, label, color, offset):
     ax.errorbar(x, mean, yerr=sem, fmt="o-", ms=2.5, capsize=2, color=color, label=label)
 
 
-@register("intervene_noise", caption="Gaussian noise of standard deviation σ per direction added in one band of "
+@register("intervene_noise", title="Noise per eigen-band", caption="Gaussian noise of standard deviation σ per direction added in one band of "
           "Hessian eigendirections at a time (top, middle, the bulk = complement of the top-k, all): mean test loss "
           "and accuracy over the draws with ± 1 standard error (n draws); dotted: the loss of the averaged "
-          "prediction over the draws; grey: no noise. Points of a band are shifted slightly along σ to stay apart.")
+          "prediction over the draws; grey: no noise. Points of a band are shifted slightly along σ to stay apart. "
+          "Look for the band whose noise costs least, and for any σ where the test loss or accuracy improves.")
 @styled
 def intervene_noise(results, run):
     step, a = last_item(results, "noise")
@@ -105,10 +107,11 @@ def intervene_noise(results, run):
     return [("", fig)]
 
 
-@register("intervene_noise_learned", caption="Noise scales σ_b per band learned on a validation half of the test "
+@register("intervene_noise_learned", title="Noise scales learned on validation data", caption="Noise scales σ_b per band learned on a validation half of the test "
           "split by descending the expected validation loss in log σ_b (reparameterised antithetic draws): σ_b "
           "against the step (left) and the mean validation loss of each step's draws (right); the legend gives "
-          "the held-out loss (mean ± standard error) at the learned scales.")
+          "the held-out loss (mean ± standard error) at the learned scales. Look for scales that shrink (the validation "
+          "loss is convex across the band) or grow (noise there helps it).")
 @styled
 def intervene_noise_learned(results, run):
     step, a = last_item(results, "noise_learned")
@@ -141,10 +144,11 @@ def continued_items(results) -> tuple[int, dict[str, dict]]:
     return step, steps[step]
 
 
-@register("intervene_continued", caption="Continued training from one checkpoint on the same batch plan: plain "
+@register("intervene_continued", title="Continued training shaped in the eigenbasis", caption="Continued training from one checkpoint on the same batch plan: plain "
           "SGD (control) and the update shaped in the refreshed top-k Hessian eigenbasis (inverse-λ, the "
           "stationary-variance rule, Dom-SGD onto the subspace, Bulk-SGD out of it) and the same examples at batch "
-          "size 1; train loss, test loss and test accuracy against the training examples seen.")
+          "size 1; train loss, test loss and test accuracy against the training examples seen. Look for Dom-SGD "
+          "stalling while Bulk-SGD keeps pace with SGD, and for any variant ending with a lower test loss.")
 @styled
 def intervene_continued(results, run):
     step, variants = continued_items(results)

@@ -28,10 +28,10 @@ def last(results, quantity: str) -> tuple[int, dict]:
     return step, items[step]
 
 
-@register("papyan_spectra", caption="Top eigenvalues (certified Lanczos) of the Hessian H, its Gauss–Newton part G, "
+@register("papyan_spectra", title="Spectra of the Hessian and its parts", caption="Top eigenvalues (certified Lanczos) of the Hessian H, its Gauss–Newton part G, "
           "the rest H − G and Papyan's parts of G: class means, cross-class, within-class and the c' = c term G₀ "
           "(Papyan 2019). Dashed: the largest eigenvalue of H off the class-mean span; the eigenvalues of H above it "
-          "are the outliers.")
+          "are the outliers. Look for as many outliers as classes minus one, and for which part reaches them.")
 @styled
 def papyan_spectra(results, run):
     step, a = last(results, "spectra")
@@ -53,9 +53,10 @@ def papyan_spectra(results, run):
     return [("", fig)]
 
 
-@register("papyan_density", caption="Spectral densities (stochastic Lanczos quadrature, Gaussian kernel of width 1% "
+@register("papyan_density", title="Spectral densities of the parts", caption="Spectral densities (stochastic Lanczos quadrature, Gaussian kernel of width 1% "
           "of the range, log scale, mean over probes) of the Hessian H, its Gauss–Newton part G, the rest H − G and "
-          "the within-class part of G.")
+          "the within-class part of G. Look for the outliers of H sitting apart from a bulk that the within-class "
+          "part shares.")
 @styled
 def papyan_density(results, run):
     step, d = last(results, "density")
@@ -77,9 +78,10 @@ def papyan_density(results, run):
     return [("", fig)]
 
 
-@register("papyan_classes", caption="Left: cosines between the per-class mean gradients g_c (Papyan 2020). Right: "
+@register("papyan_classes", title="Class gradients and the class-mean span", caption="Left: cosines between the per-class mean gradients g_c (Papyan 2020). Right: "
           "the share ‖Qᵀv_i‖² of each top Hessian eigenvector v_i inside the span of the class means (dark) and of "
-          "all the class/cross-class means (light).")
+          "all the class/cross-class means (light). Look for the top eigenvectors lying almost wholly in the class-mean "
+          "span, and for where that stops.")
 @styled
 def papyan_classes(results, run):
     step, a = last(results, "spectra")

@@ -104,3 +104,15 @@ def test_bad_continuations_are_refused(runs):
         EigenShaper(_identity, k=0, every=1)
     with open_run(runs[30]) as run, pytest.raises(InputError, match="outside the run"):
         continue_training(run, 99, ContinuationConfig(steps=1))
+
+
+def test_adamw_continuation_is_the_run_and_refuses_a_shaper(tiny, tmp_path):
+    """AdamW's bias corrections count on from the checkpoint: the plain continuation is the run bitwise."""
+    path = tmp_path / "adamw.h5"
+    train(tiny(optimizer="adamw", lr=1e-3, momentum=0.0, weight_decay=1e-2), path, progress=False, fsync=False)
+    with open_run(path) as run:
+        c = continue_training(run, 10, ContinuationConfig(steps=20))
+        assert np.array_equal(c.theta, run.file.params(30))
+        shaper = EigenShaper(_identity, k=1, every=5, subset=run.subset(16), max_matvecs=20)
+        with pytest.raises(InputError, match="AdamW"):
+            continue_training(run, 10, ContinuationConfig(steps=2), shaper=shaper)
