@@ -10,7 +10,8 @@ another) with ``OMP_NUM_THREADS=--threads`` (default 1: stable times on a shared
 
 Benchmarks: ours (``hvp``, ``topk``, ``density_trace``, ``scaling``, ``gpu`` — the last only
 on a CUDA device, or with ``--tiny --device cpu``) and, when their files exist, those of the
-other packages (``trainer_overhead``, ``hessian_jobs``, ``linesearch_cost``, ``projections``, ``hyper``),
+other packages (``trainer_overhead``, ``hessian_jobs``, ``linesearch_cost``, ``projections``, ``hyper``,
+``interventions_cost``),
 run through their own command lines with the flags below.
 """
 
@@ -38,8 +39,9 @@ OTHERS = {
     "projections": ([], ["--N", "1000", "--grid", "5", "--repeat", "2"],
                     ["--N", "128", "--k", "2", "--grid", "3", "--repeat", "1"]),
     "hyper": ([], ["--quick"], ["--tiny"]),
+    "interventions_cost": ([], ["--N", "1000", "--batch-size", "250", "--repeats", "5"], ["--tiny"]),
 }
-TAKES_DEVICE = {"trainer_overhead", "linesearch_cost", "projections", "hyper"}
+TAKES_DEVICE = {"trainer_overhead", "linesearch_cost", "projections", "hyper", "interventions_cost"}
 
 
 def _size_index(args) -> int:

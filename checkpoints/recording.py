@@ -68,6 +68,22 @@ def fixed_subset(seed: int, N: int, n: int) -> torch.Tensor:
     return torch.randperm(N, generator=g)[:min(int(n), N)].sort().values
 
 
+def subset_objective(stepper, state, subset: torch.Tensor | None, *, bn: str):
+    """The :class:`landscape.Objective` of the training loss on ``subset`` (None: all examples)
+    at the state's BN buffers (θ is passed to its methods; ``obj.theta`` is not θ_t)."""
+    from landscape.objective import Objective
+
+    probe = copy.deepcopy(stepper.model).eval()
+    with torch.no_grad():
+        for name, buf in probe.named_buffers():
+            buf.copy_(state.buffers[name])
+    x, y = stepper.data.x_train, stepper.y_train
+    if subset is not None:
+        idx = subset.to(x.device)
+        x, y = x[idx], y[idx]
+    return Objective(probe, x, y, loss=stepper.cfg.loss, bn=bn, batch_size=stepper.cfg.eval_batch_size)
+
+
 class SharpnessMonitor:
     """Top-k Hessian eigenvalues of the training loss on a fixed subset, warm-started.
 
@@ -84,16 +100,7 @@ class SharpnessMonitor:
 
     def objective(self, state):
         """The :class:`landscape.Objective` on the subset at the state's BN buffers."""
-        from landscape.objective import Objective
-
-        probe = copy.deepcopy(self.stepper.model).eval()
-        with torch.no_grad():
-            for name, buf in probe.named_buffers():
-                buf.copy_(state.buffers[name])
-        idx = self.subset.to(self.stepper.data.x_train.device)
-        x, y = self.stepper.data.x_train[idx], self.stepper.y_train[idx]
-        return Objective(probe, x, y, loss=self.cfg.loss, bn=self.cfg.sharpness_bn,
-                         batch_size=self.cfg.eval_batch_size)
+        return subset_objective(self.stepper, state, self.subset, bn=self.cfg.sharpness_bn)
 
     def measure(self, state) -> np.ndarray:
         """The top ``sharpness_k`` eigenvalues (descending) of the subset Hessian at θ_t.

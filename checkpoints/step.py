@@ -32,6 +32,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from checkpoints.augment import augment
+from landscape.errors import InputError
 from landscape.losses import num_correct, resolve_loss
 from landscape.optim import adamw_update, sgd_update
 from landscape.params import ParamSpec, flatten_buffers, unflatten_buffers
@@ -63,9 +64,13 @@ class Stepper:
         model: the network (put in train mode here; its parameters are never read again).
         dataset: a :class:`landscape.datasets.Dataset` (tensors on the device).
         cfg: the :class:`~checkpoints.config.TrainConfig` (optimiser, loss, augmentation).
+        shaper: None (plain SGD, the trainer's rule), or ``shaper(state, stepper) ->
+            SubspaceShape | None`` called before each update to reshape it in a subspace
+            (:class:`landscape.optim.SubspaceShape`; continued training, :mod:`checkpoints.continuation`).
     """
 
-    def __init__(self, model, dataset, cfg):
+    def __init__(self, model, dataset, cfg, shaper=None):
+        self.shaper = shaper
         self.model = model.to(dataset.x_train.device).train()
         self.spec = ParamSpec.from_module(self.model)
         self.cfg, self.data = cfg, dataset
@@ -125,11 +130,15 @@ class Stepper:
         """S_{t+1} from θ_t, the gradient and the new BN buffers: the run's update rule."""
         c = self.cfg
         if c.optimizer == "adamw":
+            if self.shaper is not None:
+                raise InputError("shaping the update in a subspace is defined for SGD (landscape.optim.sgd_update); "
+                                 "this run trains with AdamW: continue it without a shaper")
             t = state.step + 1 + self.update_offset
             theta_new, m, v = adamw_update(theta, g, state.momentum, state.second_moment, t, lr, c.betas, c.eps,
                                            c.weight_decay)
             return TrainState(state.step + 1, theta_new, m, buffers, v)
-        theta_new, m = sgd_update(theta, g, state.momentum, lr, c.momentum, c.nesterov, c.weight_decay)
+        shape = None if self.shaper is None else self.shaper(state, self)
+        theta_new, m = sgd_update(theta, g, state.momentum, lr, c.momentum, c.nesterov, c.weight_decay, shape)
         return TrainState(state.step + 1, theta_new, m, buffers)
 
     @torch.no_grad()

@@ -60,6 +60,31 @@ def ggn_sum(outputs: Fn, loss_of_outputs: Fn, theta: Tensor, V: Tensor, chunk: i
     return map_rows(one, V, chunk)
 
 
+def pullback_sums(outputs: Fn, cotangents: Callable[[Tensor], Tensor], theta: Tensor, chunk: int | None) -> Tensor:
+    """Rows Σ_i J_iᵀ u_{r,i}, ``(R, P)``: one forward, then R VJPs with the cotangents ``U = cotangents(z) (R, B, ...)``."""
+    z, pullback = vjp(outputs, theta)
+    U = cotangents(z.detach())
+    return map_rows(lambda u: pullback(u)[0], U, chunk)
+
+
+def grouped_pullback_sums(outputs_of, cotangents_of, theta: Tensor, ids: Tensor, num_groups: int,
+                          chunk: int | None) -> Tensor:
+    """``(G, R, P)``: for each group g, Σ_{i: ids_i = g} J_iᵀ u_{r,i} from the group's own forward and R VJPs.
+
+    ``outputs_of(θ, index) -> z`` runs the network on the examples ``index``; ``cotangents_of(z, index)
+    -> (R, n_g, ...)``. Groups absent from the batch contribute zeros.
+    """
+    parts = {}
+    for g in torch.unique(ids).tolist():
+        index = (ids == g).nonzero().squeeze(1)
+        parts[g] = pullback_sums(lambda t: outputs_of(t, index), lambda z: cotangents_of(z, index), theta, chunk)
+    R = next(iter(parts.values())).shape[0]
+    out = theta.new_zeros(num_groups, R, theta.shape[0])
+    for g, rows in parts.items():
+        out[g] = rows
+    return out
+
+
 def projections(losses: Fn, theta: Tensor, V: Tensor, chunk: int | None) -> Tensor:
     """Per-example directional derivatives g_i·v_j, ``(B, k)``."""
     return map_rows(lambda v: jvp(losses, (theta,), (v,))[1], V, chunk).T

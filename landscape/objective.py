@@ -173,6 +173,46 @@ class Objective:
 
         return self._out(self._mean(part, "Gauss-Newton-vector product").reshape(v.shape), theta)
 
+    def output_pullbacks(self, theta: Tensor, cotangents: Callable[[Tensor, Tensor], Tensor], *,
+                         groups: Callable[[Tensor], Tensor] | None = None, num_groups: int = 1) -> Tensor:
+        """(1/N) Σ_i J_iᵀ u_{r,i} for R cotangents of the outputs: ``(R, P)``, or ``(G, R, P)`` by group.
+
+        ``cotangents(z, y) -> (R, B, ...)`` gives, from a batch's outputs z = f(x; θ) ``(B, ...)``
+        (detached) and targets y, R cotangents per example; J_i = ∂f(x_i)/∂θ. Each batch costs one
+        forward and R reverse passes (vmapped in chunks of ``vmap_chunk``), whatever R is, without
+        ever holding N × P. With ``groups(y) -> (B,)`` ids in [0, num_groups) (e.g. the class labels),
+        the sums are kept apart per group: each batch is split by group, and each part costs one
+        forward and R reverse passes over its own examples — R per example in all, not R × G as with
+        masked cotangents. Splitting a batch changes batch statistics, so groups need ``bn="eval"``.
+        """
+        th = self._theta_in(theta)
+        if groups is None:
+            def part(x: Tensor, y: Tensor) -> Tensor:
+                return K.pullback_sums(lambda t: self._f(t, x), lambda z: cotangents(z, y), th,
+                                       self.vmap_chunk).reshape(-1)
+
+            return self._out(self._mean(part, "output pullback").reshape(-1, self.spec.numel), theta)
+        if self.bn != "eval":
+            raise InputError("grouped output pullbacks split batches, which changes BatchNorm batch statistics; "
+                             "use bn='eval' (or no groups)")
+
+        def grouped(x: Tensor, y: Tensor) -> Tensor:
+            return K.grouped_pullback_sums(lambda t, i: self._f(t, x[i]), lambda z, i: cotangents(z, y[i]), th,
+                                           groups(y), num_groups, self.vmap_chunk).reshape(-1)
+
+        mean = self._mean(grouped, "output pullback")
+        return self._out(mean.reshape(num_groups, -1, self.spec.numel), theta)
+
+    def output_means(self, theta: Tensor, fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        """(1/N) Σ_i fn(z_i, y_i) ``(K,)``: the mean over examples of ``fn(z, y) -> (B, K)`` at the outputs z = f(x; θ).
+
+        E.g. the class fractions n_c/N with ``fn = lambda z, y: one_hot(y, C)``, or the mean softmax.
+        """
+        th = self._theta_in(theta)
+        with torch.no_grad():
+            mean = self._mean(lambda x, y: fn(self._f(th, x), y).reshape(x.shape[0], -1).sum(0), "output mean")
+        return self._out(mean, theta)
+
     def hessian(self, theta: Tensor) -> HessianOperator:
         """The Hessian at θ as a :class:`~landscape.operators.LinearOperator`."""
         return HessianOperator(self, theta)

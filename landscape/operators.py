@@ -11,7 +11,9 @@ operator, a dense symmetric tensor, or a plain matvec callable with its dimensio
 (:func:`as_operator`). Views built here: :class:`DenseOperator` (the first test
 double), :class:`ShiftedOperator` (A − σI), :class:`DeflatedOperator`
 (A − Vᵀ diag(λ) V), :class:`NegatedOperator` (−A, so that "smallest algebraic"
-becomes "largest algebraic") and :class:`CountingOperator` (counts products).
+becomes "largest algebraic"), :class:`LowRankOperator` (Dᵀ diag(w) D from r rows, with its
+exact nonzero spectrum), :class:`DifferenceOperator` (A − B), :class:`ProjectedOperator` (A
+compressed to the complement of a subspace) and :class:`CountingOperator` (counts products).
 """
 
 from __future__ import annotations
@@ -249,6 +251,83 @@ class DeflatedOperator(_Wrapper):
 
     def _matmat(self, X: Tensor) -> Tensor:
         return self.base._matmat(X) - ((X @ self.V.T) * self.lam) @ self.V
+
+
+class LowRankOperator(LinearOperator):
+    """``Dᵀ diag(w) D = Σ_j w_j d_j d_jᵀ`` from r rows d_j ``(r, P)`` (not necessarily orthogonal).
+
+    Products cost two dense (r, P) multiplications and no pass over data. Its nonzero spectrum
+    is that of the r × r Gram matrix W^½ D Dᵀ W^½ (:meth:`gram_eigenvalues`, exact in float64).
+
+    Args:
+        D: ``(r, P)`` rows.
+        weights: ``(r,)`` finite weights w_j.
+    """
+
+    def __init__(self, D: Tensor, weights: Tensor):
+        D = torch.as_tensor(D)
+        weights = torch.as_tensor(weights).reshape(-1)
+        if D.ndim != 2 or weights.shape[0] != D.shape[0]:
+            raise InputError(f"LowRankOperator needs rows D (r, P) and weights (r,), got D {tuple(D.shape)} "
+                             f"and weights {tuple(weights.shape)}")
+        if not (torch.isfinite(D).all() and torch.isfinite(weights).all()):
+            raise NonFiniteError("LowRankOperator: the rows or weights are not finite")
+        super().__init__(D.shape[1], D.dtype, D.device)
+        self.D, self.weights = D, weights.to(D)
+
+    def _matvec(self, v: Tensor) -> Tensor:
+        return (self.weights * (self.D @ v)) @ self.D
+
+    def _matmat(self, X: Tensor) -> Tensor:
+        return ((X @ self.D.T) * self.weights) @ self.D
+
+    def gram_eigenvalues(self) -> np.ndarray:
+        """The r eigenvalues of Dᵀ diag(w) D that can be nonzero: those of W^½ D Dᵀ W^½ ``(r,)``, descending (w ≥ 0)."""
+        if bool((self.weights < 0).any()):
+            raise InputError("gram_eigenvalues needs weights ≥ 0 (a positive semi-definite Dᵀ diag(w) D)")
+        D, s = self.D.double(), self.weights.double().sqrt()
+        gram = s[:, None] * (D @ D.T) * s[None, :]
+        return torch.linalg.eigvalsh(gram).flip(0).cpu().numpy()
+
+
+class DifferenceOperator(LinearOperator):
+    """``A − B`` of two operators of the same dimension (a product costs one product of each)."""
+
+    def __init__(self, A: LinearOperator, B: LinearOperator):
+        if A.shape != B.shape:
+            raise InputError(f"DifferenceOperator needs operators of one shape, got {A.shape} and {B.shape}")
+        super().__init__(A.dim, A.dtype, A.device)
+        self.A, self.B = A, B
+
+    def _matvec(self, v: Tensor) -> Tensor:
+        return self.A.matvec(v) - self.B.matvec(v).to(v)
+
+    def _matmat(self, X: Tensor) -> Tensor:
+        return self.A.matmat(X) - self.B.matmat(X).to(X)
+
+
+class ProjectedOperator(_Wrapper):
+    """``(I − QᵀQ) A (I − QᵀQ)``: A compressed to the orthogonal complement of span(Q) (Q ``(r, P)`` orthonormal rows).
+
+    Its eigenvalues interlace A's (Cauchy): λ_max of the compression ≥ λ_{r+1}(A), so the eigenvalues of A
+    above it number at most r.
+    """
+
+    def __init__(self, A: LinearOperator, Q: Tensor):
+        super().__init__(A)
+        Q = torch.as_tensor(Q)
+        if Q.ndim != 2 or Q.shape[1] != self.dim:
+            raise InputError(f"ProjectedOperator needs Q of shape (r, {self.dim}), got {tuple(Q.shape)}")
+        self.Q = Q.to(self.device, self.dtype)
+
+    def _out(self, X: Tensor) -> Tensor:
+        return X - (X @ self.Q.T) @ self.Q
+
+    def _matvec(self, v: Tensor) -> Tensor:
+        return self._out(self.base._matvec(self._out(v)))
+
+    def _matmat(self, X: Tensor) -> Tensor:
+        return self._out(self.base._matmat(self._out(X)))
 
 
 class CountingOperator(_Wrapper):

@@ -25,6 +25,19 @@ this update (1, 2, …)::
 
 The effective preconditioner is P = diag(√v̂ + ε) with v̂ = v/(1 − β₂ᵗ): :func:`adam_preconditioner`.
 
+**Shaped in a subspace** (``shape=``, a :class:`SubspaceShape`): the step direction d (after
+the momentum, just before θ' = θ − η d) is reshaped in the span of k orthonormal rows v_i (e.g.
+the top-k Hessian eigenvectors) and its complement::
+
+    d ← Σ_i s_i (v_i·d) v_i + ρ (d − Σ_i (v_i·d) v_i)
+
+so v_i moves with learning rate η s_i and the complement with η ρ: per-eigendirection rates
+(s_i = f(λ_i), e.g. inverse-λ preconditioning in the subspace), Dom-SGD (s = 1, ρ = 0: the
+update projected onto the top subspace) and Bulk-SGD (s = 0, ρ = 1: projected out of it;
+Song, Ahn & Yun, ICLR 2025). The momentum buffer stays the plain one: along a fixed v_i the
+recursion is heavy ball with rate η s_i, and θ never moves where the shape says it must not —
+also when the buffer comes from unshaped training or the basis has just been refreshed.
+
 Every operation is out of place, so the rules are differentiable with ``torch.func``
 (forward and reverse mode). With Python-number hyperparameters they run the very kernels of
 ``torch.optim.SGD`` (``add(…, alpha=…)``, a fused multiply-add on most CPUs) and of the
@@ -36,12 +49,63 @@ as products and sums, equal to rounding.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
+from landscape.errors import InputError
+
+
+@dataclass(frozen=True, eq=False)
+class SubspaceShape:
+    """How an update is reshaped in span(V) and its complement (see the module docstring).
+
+    Attributes:
+        basis: V ``(k, P)``, orthonormal rows (e.g. eigenvectors from :func:`landscape.eigsh`).
+        scales: s ``(k,)``: the factor of the learning rate along each row v_i.
+        rest: ρ, the factor in the orthogonal complement of span(V).
+    """
+
+    basis: Tensor
+    scales: Tensor
+    rest: float = 1.0
+
+    def __post_init__(self):
+        V, s = self.basis, self.scales
+        if V.ndim != 2 or s.shape != (V.shape[0],):
+            raise InputError(f"a subspace shape needs a basis (k, P) and k scales; got basis {tuple(V.shape)} "
+                             f"and scales {tuple(s.shape)}")
+        if not (bool(torch.isfinite(s).all()) and torch.isfinite(torch.as_tensor(self.rest))):
+            raise InputError(f"subspace scales must be finite, got scales {s.tolist()} and rest {self.rest}")
+
+    @classmethod
+    def onto(cls, basis: Tensor) -> SubspaceShape:
+        """Dom-SGD: the update projected onto span(V) (s = 1, ρ = 0)."""
+        return cls(basis, torch.ones(basis.shape[0], dtype=basis.dtype, device=basis.device), 0.0)
+
+    @classmethod
+    def out_of(cls, basis: Tensor) -> SubspaceShape:
+        """Bulk-SGD: the update with its span(V) part removed (s = 0, ρ = 1)."""
+        return cls(basis, torch.zeros(basis.shape[0], dtype=basis.dtype, device=basis.device), 1.0)
+
+    def apply(self, d: Tensor) -> Tensor:
+        """Σ_i s_i (v_i·d) v_i + ρ (d − Σ_i (v_i·d) v_i) for d ``(P,)``."""
+        V = self.basis.to(d)
+        c = V @ d                                               # (k,) coordinates v_i·d
+        inside = (self.scales.to(d) * c) @ V
+        if self.rest == 0:
+            return inside
+        return inside + self.rest * (d - c @ V)
+
+
+def shape_in_subspace(d: Tensor, shape: SubspaceShape | None) -> Tensor:
+    """``shape.apply(d)``, or d itself when there is no shape."""
+    return d if shape is None else shape.apply(d)
+
 
 def sgd_update(theta: Tensor, g: Tensor, m: Tensor | None, lr, momentum, nesterov: bool,
-               weight_decay) -> tuple[Tensor, Tensor | None]:
+               weight_decay, shape: SubspaceShape | None = None) -> tuple[Tensor, Tensor | None]:
     """One SGD step: ``(θ', m')`` from θ ``(P,)``, the gradient g ``(P,)`` and the momentum m.
 
     Args:
@@ -52,26 +116,28 @@ def sgd_update(theta: Tensor, g: Tensor, m: Tensor | None, lr, momentum, nestero
         momentum: β (a float or a 0-d tensor; 0 means plain SGD and m is returned unchanged).
         nesterov: Nesterov's form instead of heavy ball.
         weight_decay: λ (a float, or a tensor broadcastable to θ: per-weight L2).
+        shape: reshape the step direction (after the momentum) in a subspace (:class:`SubspaceShape`);
+            None (the trainer's default) leaves the rule bitwise that of ``torch.optim.SGD``.
 
     Returns:
         ``(θ_{t+1}, m_{t+1})``.
     """
     if not any(isinstance(h, Tensor) for h in (lr, momentum, weight_decay)):
-        return _sgd_numbers(theta, g, m, float(lr), float(momentum), nesterov, float(weight_decay))
+        return _sgd_numbers(theta, g, m, float(lr), float(momentum), nesterov, float(weight_decay), shape)
     d = g + weight_decay * theta if _present(weight_decay) else g
     if _present(momentum):
         m = momentum * m + d
         d = d + momentum * m if nesterov else m
-    return theta - lr * d, m
+    return theta - lr * shape_in_subspace(d, shape), m
 
 
-def _sgd_numbers(theta, g, m, lr: float, momentum: float, nesterov: bool, weight_decay: float):
+def _sgd_numbers(theta, g, m, lr: float, momentum: float, nesterov: bool, weight_decay: float, shape=None):
     """The rule with Python-number hyperparameters, with torch.optim.SGD's own kernels."""
     d = g.add(theta, alpha=weight_decay) if weight_decay else g
     if momentum:
         m = m.mul(momentum).add(d)
         d = d.add(m, alpha=momentum) if nesterov else m
-    return theta.add(d, alpha=-lr), m
+    return theta.add(shape_in_subspace(d, shape), alpha=-lr), m
 
 
 def _present(x) -> bool:

@@ -29,6 +29,9 @@ STANDARDIZE_ATOL = 1e-4
 # A linear least-squares classifier on a noise-free linear teacher (D = 20, N = 2000) reaches ≈ 0.85;
 # chance is 0.1. 0.7 separates "learnable" from "broken labels" with a wide margin.
 SYNTHETIC_MIN_ACCURACY = 0.7
+# Separation 8 puts class means 8 noise standard deviations apart: pairwise Bayes error Φ(−4) ≈ 3e-5, so the
+# nearest-mean rule with means estimated from 100 examples per class is essentially always right.
+MIXTURE_MIN_ACCURACY = 0.98
 # Least squares recovers a noise-free linear teacher up to float32 rounding of the solve.
 TEACHER_ATOL = 1e-3
 
@@ -319,3 +322,16 @@ def test_empty_and_unknown_inputs_raise_input_error():
         load_dataset("cifar100")
     with pytest.raises(InputError, match=r"\['num_samples'\].*accepts"):
         load_dataset("synthetic", num_samples=3)
+
+
+def test_synthetic_mixture_is_balanced_and_separated():
+    d = load_dataset("synthetic", num_train=403, num_test=100, input_shape=(16,), num_classes=4, task="mixture",
+                     separation=8.0, seed=3)
+    counts = torch.bincount(d.y_train, minlength=4)
+    assert counts.max() - counts.min() <= 1 and d.num_classes == 4
+    means = torch.stack([d.x_train[d.y_train == c].mean(0) for c in range(4)])
+    nearest = torch.cdist(d.x_test, means).argmin(1)          # the nearest class mean: near Bayes-optimal
+    assert (nearest == d.y_test).float().mean() > MIXTURE_MIN_ACCURACY
+    assert_same_data(d, load_dataset_from_spec(json.loads(json.dumps(d.spec))))
+    with pytest.raises(InputError, match="separation"):
+        load_dataset("synthetic", task="mixture", separation=-1.0)

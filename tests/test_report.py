@@ -251,22 +251,22 @@ def test_builtin_figures_sit_in_the_study_sections_with_captions_to_read():
 def test_a_new_module_lands_in_its_own_section_after_the_study():
     def draw(results, run):
         raise plots.MissingData("test")
-    draw.__module__ = "analyses.plots.interventions"
+    draw.__module__ = "analyses.plots.newstudy"
     try:
-        plots.register("test_only_interventions", caption="A test figure.")(draw)
-        spec = plots.all_figures()["test_only_interventions"]
-        assert spec.section == "interventions" and plots.get_section("interventions").title == "Interventions"
-        assert list(plots.all_figures())[-1] == "test_only_interventions"   # after every study section
-        plots.define_section("interventions", "Interventions during training", "lead")
-        assert plots.get_section("interventions").title == "Interventions during training"
+        plots.register("test_only_newstudy", caption="A test figure.")(draw)
+        spec = plots.all_figures()["test_only_newstudy"]
+        assert spec.section == "newstudy" and plots.get_section("newstudy").title == "Newstudy"
+        assert list(plots.all_figures())[-1] == "test_only_newstudy"   # after every study section
+        plots.define_section("newstudy", "A new study", "lead")
+        assert plots.get_section("newstudy").title == "A new study"
         draw.__module__ = "somewhere_else"
         plots.register("test_only_other", caption="A test figure.")(draw)
         assert plots.all_figures()["test_only_other"].section == "other"
-        assert plots.section_rank("interventions") < plots.section_rank("other")
+        assert plots.section_rank("newstudy") < plots.section_rank("other")
     finally:
-        for name in ("test_only_interventions", "test_only_other"):
+        for name in ("test_only_newstudy", "test_only_other"):
             plots._REGISTRY.pop(name, None)
-        plots._SECTIONS.pop("interventions", None)
+        plots._SECTIONS.pop("newstudy", None)
 
 
 def test_demo_report_stage_shows_both_runs(tmp_path):

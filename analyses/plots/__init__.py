@@ -70,6 +70,11 @@ BESIDE_STUDY = (
             "where unrolled differentiation turns chaotic."),
     Section("deeplinear", "Deep linear networks", "Exactly solvable deep linear nets: their landscape, "
             "critical points, learning-rate regimes, depth and initialisation."),
+    Section("interventions", "Interventions in the eigenbasis", "What each part of the spectrum does for the "
+            "train and test loss: Newton steps in the top subspace, noise per band of eigendirections, and "
+            "training continued with the update shaped in the top-k basis."),
+    Section("papyan", "Class structure of the Hessian", "How much of the top of the Hessian spectrum the class "
+            "means, the cross-class and the within-class parts of its Gauss–Newton matrix explain (Papyan)."),
 )
 _SECTIONS: dict[str, Section] = {s.id: s for s in STUDY_SECTIONS + BESIDE_STUDY}
 SCOPES = ("run", "runs")   # one figure per run; one figure comparing every run

@@ -17,7 +17,8 @@
   download path is never used), 40 features, standardized.
 * ``synthetic`` — :mod:`landscape.datasets.synthetic_task`: Gaussian inputs of any shape
   labelled by a fixed random linear teacher (classification: argmax of W x; regression:
-  W x / sqrt(D) + noise), learnable by construction.
+  W x / sqrt(D) + noise), learnable by construction; or (``task="mixture"``) a well-separated
+  Gaussian mixture, one component per class.
 
 Modules: :mod:`~landscape.datasets.base` (:class:`Dataset`, argument checks),
 :mod:`~landscape.datasets.loading` (the registry, :func:`load_dataset`,
