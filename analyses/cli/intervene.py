@@ -24,14 +24,27 @@ from __future__ import annotations
 import argparse
 from functools import partial
 
-
-from analyses.cli.args import add_run_args, command_config, floats, names, report
+from analyses.cli.args import (
+    add_progress_args,
+    add_recompute_arg,
+    add_run_args,
+    command_config,
+    floats,
+    names,
+    report,
+)
 from analyses.driver.continuation import Continuer
 from analyses.driver.eigen import check_eigen_steps, open_eigen_and_out, read_eigen
 from analyses.driver.inputs import default_device, open_run_inputs
+from analyses.driver.progress import showing
 from analyses.driver.runner import Item, run_items
 from analyses.driver.settings import check_settings, normal, stored_settings
-from analyses.interventions import QUANTITIES, InterventionConfig, InterventionWork, item_quantities
+from analyses.interventions import (
+    QUANTITIES,
+    InterventionConfig,
+    InterventionWork,
+    item_quantities,
+)
 from analyses.interventions.continued import VARIANTS
 from landscape.errors import InputError
 from landscape.io import step_key
@@ -85,7 +98,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--eval-every", type=int, default=None, help="updates between evaluations (default: steps // 8)")
     c.add_argument("--b1-lr", type=float, default=None, help="η of the batch-size-1 epoch (default: η / B)")
     c.add_argument("--refresh-tol", type=float, default=1e-3, help="relative residual of refreshed eigenpairs")
-    c.add_argument("--progress", action="store_true", help="show the trainer's progress bar during continuations")
+    add_recompute_arg(p)
+    add_progress_args(p)
 
 
 def config_from_args(args) -> InterventionConfig:
@@ -123,7 +137,7 @@ def _work(inp, eig_file, results, step: int, cfg: InterventionConfig, args) -> I
     full, fit = _inputs_for(inp, eig0, args.batch_size)
     eig = read_eigen(eig_file, step, param_sha256=inp.param_sha256(step), names=full.spec.names)
     subset = fit.indices if fit is not full else None
-    continuer = Continuer(full, subset=subset, bn=full.options.bn, seed=cfg.seed, progress=args.progress)
+    continuer = Continuer(full, subset=subset, bn=full.options.bn, seed=cfg.seed, progress=showing())
     return InterventionWork(full, fit, eig, cfg, stored_minima=stored_minima(results, step, fit.options.settings()),
                             continue_fn=continuer)
 
@@ -140,10 +154,12 @@ def run(args) -> int:
         wanted = {w.key(q): (w, q) for w in works for q in quantities}
         settings = {key: normal({**w.fit_inputs.options.settings(), **cfg.settings(q), "quantity": q})
                     for key, (w, q) in wanted.items()}
-        check_settings(results, settings)
+        if not args.recompute:
+            check_settings(results, settings)
         items = [Item(key, partial(w.compute, q, settings[key]), label=key) for key, (w, q) in wanted.items()]
         source = {**inp.source, "eigen": eig_file.path}
-        summary = run_items(results, items, config=command_config(args), source=source, device=inp.device)
+        summary = run_items(results, items, config=command_config(args), source=source, device=inp.device,
+                            recompute=args.recompute)
     report(summary, args.out)
     return 0
 

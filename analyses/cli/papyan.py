@@ -17,7 +17,15 @@ from __future__ import annotations
 import argparse
 from functools import partial
 
-from analyses.cli.args import add_device_args, add_objective_args, add_run_args, command_config, report
+from analyses.cli.args import (
+    add_device_args,
+    add_objective_args,
+    add_progress_args,
+    add_recompute_arg,
+    add_run_args,
+    command_config,
+    report,
+)
 from analyses.driver.inputs import ObjectiveOptions, open_results, open_run_inputs
 from analyses.driver.runner import Item, run_items
 from analyses.driver.settings import check_settings, normal
@@ -38,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--density", type=int, nargs=2, default=(5, 60), metavar=("PROBES", "ITERS"),
                    help="SLQ probes and Lanczos steps (PROBES 0: no density item); default 5 60")
     p.add_argument("--seed", type=int, default=0, help="seed of every Lanczos start and probe; default 0")
+    add_recompute_arg(p)
+    add_progress_args(p)
 
 
 def check_classifier(run) -> int:
@@ -63,9 +73,11 @@ def run(args) -> int:
             work = PapyanWork(inp, cfg, C)
             wanted = {work.key(s, q): (s, q) for s in inp.steps for q in quantities}
             settings = {key: normal({**options.settings(), **cfg.settings(q)}) for key, (_, q) in wanted.items()}
-            check_settings(results, settings)
+            if not args.recompute:
+                check_settings(results, settings)
             items = [Item(key, partial(work.compute, s, q, settings[key]), label=key) for key, (s, q) in wanted.items()]
-            summary = run_items(results, items, config=command_config(args), source=inp.source, device=inp.device)
+            summary = run_items(results, items, config=command_config(args), source=inp.source, device=inp.device,
+                                recompute=args.recompute)
     report(summary, args.out)
     return 0
 

@@ -118,10 +118,11 @@ def test_progress_flag_forces_bars_counting_converged_pairs(tiny_run, tmp_path, 
     assert "/3 [" in err and "pair" in err, "the eigen bar counts the k pairs, not the HVP budget"
 
 
-@pytest.mark.parametrize("command", ["hessian", "linesearch", "sharpness", "gradproj", "surface", "train"])
+@pytest.mark.parametrize("command", ["hessian", "linesearch", "sharpness", "gradproj", "surface", "train", "intervene",
+                                     "papyan", "deeplinear narrow", "hyper scan"])
 def test_long_commands_take_no_progress(command, capsys):
     with pytest.raises(SystemExit):
-        main([command, "--help"])
+        main([*command.split(), "--help"])
     assert "--no-progress" in capsys.readouterr().out
 
 
