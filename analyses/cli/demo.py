@@ -6,7 +6,8 @@ Each stage is one ``landscape`` subcommand, run exactly as a user would type it
 (same init, same batches); Hessian eigenpairs with residuals, SLQ density and trace
 at several checkpoints; line searches along eigenvectors with minibatch curves, fits,
 a dense zoom and the quadratic-independence check; spectrum evolution; the trajectory
-in the eigenbasis; sharpness probes on both runs; per-example gradient projections;
+in the eigenbasis; sharpness probes on both runs; per-example gradient projections; interventions in the
+eigenbasis (Newton in the top subspace, noise per eigen-band) and Papyan's decomposition;
 a 2-D loss surface with the trajectory; then every figure and the HTML report of both runs side by side
 (`landscape report`, which draws the figures into DIR/figures exactly as `landscape plot` does).
 """
@@ -44,6 +45,8 @@ class DemoConfig:
     hessian_steps: str = "every:6"   # eigenpairs and trace at these saved steps (and the last)
     density_steps: str = "every:15"  # SLQ densities at fewer steps (and the last)
     hessian_subset: int = 1000  # examples in the Hessian jobs (the run's fixed seeded subset)
+    noise_scales: str = "0.01,0.03"  # σ of the noise per eigen-band (landscape intervene)
+    noise_draws: int = 4        # draws per band and scale
     k: int = 6
     tol: float = 1e-3
     density: tuple = (3, 40)   # probes, Lanczos iterations
@@ -55,7 +58,8 @@ class DemoConfig:
 
 QUICK = DemoConfig(epochs=2, milestones="31,46", save_every=4, eval_every=8, sharpness_every=16,
                    sharpness_subset=200, hessian_steps="every:4", density_steps="every:8", hessian_subset=300,
-                   k=3, density=(2, 20), trace_matvecs=12, surface_grid=5, zoom_points=51)
+                   k=3, density=(2, 20), trace_matvecs=12, surface_grid=5, zoom_points=51, noise_scales="0.03",
+                   noise_draws=2)
 
 
 def stages(out: Path, c: DemoConfig, device: str | None) -> list[tuple[str, list[str]]]:
@@ -85,6 +89,12 @@ def stages(out: Path, c: DemoConfig, device: str | None) -> list[tuple[str, list
         ("sharpness probes (sibling run)", ["sharpness", s, "--steps", "last", "--out", sres,
          "--directions", "10", "--kinds", "gaussian,filter", "--trace-matvecs", "30", *dev]),
         ("per-example gradient projections", ["gradproj", r, "--steps", "last", "--eigen", res, "--out", res, *dev]),
+        # Interventions at the last step (on the eigenpairs' own examples): Newton in the top-m subspace
+        # against the quadratic prediction, and noise per eigen-band (a few scales and draws).
+        ("interventions in the eigenbasis", ["intervene", r, "--steps", "last", "--eigen", res, "--out", res,
+         "--do", "newton,noise", "--noise-scales", c.noise_scales, "--draws", str(c.noise_draws), *dev]),
+        ("Papyan's decomposition of the Gauss-Newton matrix", ["papyan", r, "--steps", "last", "--subset",
+         str(c.hessian_subset), "--density", *map(str, c.density), "--out", res, *dev]),
         # x: the segment from the final θ (x = 0) to the initial θ_0 (x = 1); y: a filter-normalized
         # random direction (Li et al. 2018) — the whole trajectory projects onto this plane.
         ("2-D loss surface with the trajectory", ["surface", r, "--steps", "last", "--out", res,
