@@ -9,18 +9,20 @@ times ‖A‖, plus float64 Gram–Schmidt rounding (a few n·eps64·‖A‖). T
     residual_i = ‖relation (2)‖ + leak part + floor,   floor = (PRODUCT_ULPS·eps(dtype) + GS_ULPS·n·eps64)·‖A‖_est.
 
 A pair whose leak part (a bound, not an exact term; rounding-sized in every path of the
-solver) exceeds the floor is not certified tightly, and its residual is recomputed with
-one explicit product (reported in ``recomputed``).
+solver) exceeds both the floor and ``LEAK_PER_TOL`` · tol · ‖A‖_est is not certified tightly,
+and its residual is recomputed with one explicit product (reported in ``recomputed``).
 
 Eigenvalue errors. For a unit y with Rayleigh quotient θ and residual ρ, some eigenvalue
 lies within ρ of θ (Weyl), and if the rest of the spectrum is at distance ≥ g > ρ from θ,
 that eigenvalue is within ρ²/g (Kato 1949, Temple 1952; Parlett 1998, §11.7). The gap g is
 estimated from the other Ritz values, each widened by its own residual:
 
-    error_i = ρ_i²/g_i if ρ_i < g_i else ρ_i,   g_i = min_{j ≠ i} (|θ_i − θ_j| − ρ_j).
+    error_i = ρ_i²/g_i if g_i > max(ρ_i, τ_i) else ρ_i,   g_i = min_{j ≠ i} (|θ_i − θ_j| − ρ_j),
 
-This is a bound when every other eigenvalue near θ_i is represented by a Ritz value — the
-question the probe for missed eigenvalues answers (:mod:`landscape.solvers.probe`).
+with τ_i the tolerance (below): values closer together than the asked accuracy form a cluster
+that is not resolved at that accuracy, and only the Weyl bound is claimed for them. The
+quadratic form is a bound when every other eigenvalue within g_i of θ_i is represented by a
+Ritz value — the question the probe for missed eigenvalues answers (:mod:`landscape.solvers.probe`).
 
 Stopping (``criterion``):
 
@@ -50,8 +52,11 @@ PRODUCT_ULPS = 4.0
 # Two-pass Gram–Schmidt and the rotations of a restart round at ~n·eps64 relative (Giraud et
 # al. 2005); 8 per basis vector is a safe multiple.
 GS_ULPS = 8.0
-# A leak part above this many floors is not a tight certificate: recompute that residual.
+# A leak part (a bound, not an exact term) is tight enough when it is below the floor or below
+# this share of the tolerance (it then cannot change a convergence decision, and the reported
+# residual overstates the true one by less than 1e-4·tol·‖A‖); above both, recompute that residual.
 LEAK_FLOORS = 1.0
+LEAK_PER_TOL = 1e-4
 
 
 @dataclass(frozen=True)
@@ -74,11 +79,13 @@ class Accuracy:
         return (PRODUCT_ULPS * eps + GS_ULPS * max(n, 1) * torch.finfo(torch.float64).eps) * scale
 
     def tolerance(self, theta: Tensor, scale: float, n: int) -> Tensor:
-        """τ_i: the error each value may have, in eigenvalue units (never below the floor)."""
+        """τ_i, the error each value may have in eigenvalue units: tol·‖A‖_est (residual) or
+        tol·|θ_i| plus twice the floor (eigenvalue: values at the level of rounding, such as
+        the zero eigenvalues of a rank-deficient A, are judged in absolute terms)."""
         floor = self.floor(scale, n)
         if self.criterion == "residual":
             return torch.full_like(theta, max(self.tol * scale, floor))
-        return (self.tol * theta.abs()).clamp(min=floor)
+        return self.tol * theta.abs() + 2 * floor
 
     def converged(self, errors: Tensor, rho: Tensor, theta: Tensor, scale: float, n: int) -> Tensor:
         """Which pairs meet the rule (``rho`` certified residuals, ``errors`` eigenvalue errors)."""
@@ -87,9 +94,15 @@ class Accuracy:
         return errors <= self.tolerance(theta, scale, n)
 
 
-def eigenvalue_errors(theta: Tensor, rho: Tensor, idx: Tensor) -> Tensor:
+def eigenvalue_errors(theta: Tensor, rho: Tensor, idx: Tensor, min_gap: Tensor | None = None) -> Tensor:
     """min(ρ_i, ρ_i²/g_i) for the pairs ``idx`` among all Ritz values ``theta`` (n,) with
-    residual bounds ``rho`` (n,); g_i = min_{j ≠ i} (|θ_i − θ_j| − ρ_j)."""
+    residual bounds ``rho`` (n,); g_i = min_{j ≠ i} (|θ_i − θ_j| − ρ_j).
+
+    The quadratic form is used only where g_i exceeds ``min_gap`` (k,), the tolerance: values
+    closer together than the asked accuracy form a cluster that is not resolved at that
+    accuracy, where a Ritz value need not stand for every eigenvalue near it, so only the
+    Weyl bound ρ_i is claimed there.
+    """
     errors = rho[idx].clone()
     for row, i in enumerate(idx.tolist()):
         others = torch.ones_like(theta, dtype=torch.bool)
@@ -97,13 +110,31 @@ def eigenvalue_errors(theta: Tensor, rho: Tensor, idx: Tensor) -> Tensor:
         if not bool(others.any()):
             continue
         gap = float(((theta[others] - theta[i]).abs() - rho[others]).min())
-        if gap > float(rho[i]):
+        floor = float(rho[i]) if min_gap is None else max(float(rho[i]), float(min_gap[row]))
+        if gap > floor:
             errors[row] = rho[i] ** 2 / gap
     return errors
 
 
+def locked_errors(basis, theta: Tensor, rho: Tensor, at_lock: Tensor) -> Tensor:
+    """Eigenvalue error bounds of the k locked rows of ``basis`` after the probe.
+
+    ``at_lock`` are their bounds when they were locked (gaps to the Ritz values of the main
+    basis). A Ritz value of the probe block bounds the deflated operator's spectrum from the
+    inside, so the gap to the rest of the spectrum is at most the distance to the nearest one:
+    where that is smaller than the gap assumed at lock time, the bound grows to ρ²/distance
+    (at most ρ). Returns ``(k,)``.
+    """
+    k, n = theta.numel(), basis.size
+    if n <= k:
+        return at_lock.clone()
+    free = torch.linalg.eigvalsh(basis.T[k:n, k:n])
+    distance = (theta.unsqueeze(1) - free.unsqueeze(0)).abs().min(dim=1).values
+    return torch.minimum(rho, torch.maximum(at_lock, rho ** 2 / distance.clamp(min=1e-300)))
+
+
 def certified_residuals(op: LinearOperator, theta: Tensor, Y: Tensor, relation: Tensor, leak: Tensor,
-                        floor: float) -> tuple[Tensor, Tensor, int]:
+                        floor: float, slack: float = 0.0) -> tuple[Tensor, Tensor, int]:
     """Residuals of the returned pairs: the relation's where tight, else one explicit product each.
 
     Args:
@@ -112,11 +143,12 @@ def certified_residuals(op: LinearOperator, theta: Tensor, Y: Tensor, relation: 
         relation: ``(k,)`` residual norms from relation (2), leak part included.
         leak: ``(k,)`` the leak part alone.
         floor: the rounding floor (absolute).
+        slack: a leak below this (absolute) is tight enough too (``LEAK_PER_TOL`` · tol · ‖A‖_est).
 
     Returns:
         ``(residuals (k,), recomputed (k,) bool, products used)``.
     """
-    recomputed = leak > LEAK_FLOORS * max(floor, 0.0)
+    recomputed = leak > max(LEAK_FLOORS * floor, slack)
     residuals = relation + floor
     if bool(recomputed.any()):
         rows = Y[recomputed.to(Y.device)]

@@ -56,7 +56,8 @@ from torch import Tensor
 
 from landscape.errors import InputError, NonFiniteError
 from landscape.operators import LinearOperator, as_operator, operator_provenance
-from landscape.solvers.certify import CRITERIA, Accuracy, certified_residuals, eigenvalue_errors
+from landscape.solvers.certify import (CRITERIA, LEAK_PER_TOL, Accuracy, certified_residuals, eigenvalue_errors,
+                                      locked_errors)
 from landscape.solvers.krylov import KrylovBasis
 from landscape.solvers.lanczos import BREAKDOWN_RTOL, start_vector
 from landscape.solvers.order import WHICH, output_order, priority
@@ -306,11 +307,12 @@ def _result(op: LinearOperator, basis: KrylovBasis, answer: Answer, accuracy: Ac
     n, scale = basis.size, basis.scale
     floor = accuracy.floor(scale, n)
     relation = basis.residual_norms(U, theta)
-    leak = basis.leak[:n] @ U.abs()
+    leak = basis.leak_part(U)
     Y = _fix_signs(U.T.to(basis.V.device) @ basis.V[:n])
     Y_out = Y.to(op.device, op.dtype)
-    residuals, recomputed, used = certified_residuals(op, theta, Y_out, relation, leak, floor)
-    errors = _errors(basis, answer.locked, index, theta, residuals, floor)
+    slack = LEAK_PER_TOL * accuracy.tol * scale
+    residuals, recomputed, used = certified_residuals(op, theta, Y_out, relation, leak, floor, slack)
+    errors = _errors(basis, answer, perm, index, theta, residuals, floor, accuracy.tolerance(theta, scale, n))
     converged = bool(accuracy.converged(errors, residuals, theta, scale, n).all())
     delta = probe.delta if probe is not None else math.nan
     return EigshResult(theta.clone(), Y_out, residuals, basis.num_matvecs + used, converged, which, accuracy.tol,
@@ -318,22 +320,16 @@ def _result(op: LinearOperator, basis: KrylovBasis, answer: Answer, accuracy: Ac
                        answer.miss_margin, answer.probe_matvecs, block, operator_provenance(op))
 
 
-def _errors(basis: KrylovBasis, locked: bool, index: Tensor, theta: Tensor, residuals: Tensor,
-            floor: float) -> Tensor:
-    """Eigenvalue error bounds of the answer against every other Ritz value of the final basis."""
-    if locked:  # the locked values and the probe block's Ritz values are the "others"
-        k, n = theta.numel(), basis.size
-        free, W = torch.linalg.eigh(basis.T[k:n, k:n]) if n > k else (theta[:0], None)
-        U = torch.zeros(n, n - k, dtype=torch.float64)
-        if W is not None:
-            U[k:] = W
-        all_theta = torch.cat([theta, free])
-        all_rho = torch.cat([residuals, basis.residual_norms(U, free) + floor])
-        return eigenvalue_errors(all_theta, all_rho, torch.arange(k))
+def _errors(basis: KrylovBasis, answer: Answer, perm: Tensor, index: Tensor, theta: Tensor, residuals: Tensor,
+            floor: float, tau: Tensor) -> Tensor:
+    """Eigenvalue error bounds of the answer against every other Ritz value of the final basis
+    (for locked rows: the bounds at lock time, narrowed by the probe's Ritz values)."""
+    if answer.locked:
+        return locked_errors(basis, theta, residuals, answer.errors[perm])
     all_theta, all_U = basis.ritz()
     all_rho = basis.residual_norms(all_U, all_theta) + floor
     all_rho[index] = residuals
-    return eigenvalue_errors(all_theta, all_rho, index)
+    return eigenvalue_errors(all_theta, all_rho, index, tau)
 
 
 def _fix_signs(Y: Tensor) -> Tensor:

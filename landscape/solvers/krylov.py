@@ -14,7 +14,8 @@ the relation stays exact. D records the relation's defect inside the basis: the
 difference between A v_i's coefficient on a later basis vector v_j as the product of
 v_i gave it and the symmetric value T[j, i] taken from the product of v_j (zero for an
 exactly symmetric A; the float32 rounding of a float32 operator otherwise). ``leak``
-bounds what a thick restart discards of D (rows no longer in the basis): rounding-sized.
+bounds what a thick restart discards of D (rows no longer in the basis): rounding-sized;
+its Frobenius total bounds E for any unit vector, so rotations cannot compound it.
 
 Hence, for any unit y = V[:n]ᵀ u and any θ (Parlett 1998, §13; Stewart 2001, "A
 Krylov–Schur algorithm for large eigenproblems"), without a product with A,
@@ -66,6 +67,7 @@ class KrylovBasis:
         self.D = torch.zeros(capacity, capacity, dtype=torch.float64)
         self.C = torch.zeros(capacity, max_width, dtype=torch.float64)
         self.leak = torch.zeros(capacity, dtype=torch.float64)
+        self.leak_total = 0.0  # ‖E‖_F ≥ every ‖E u‖ for a unit u: keeps rotated leaks from compounding
         self.H = torch.zeros(0, op.dim, dtype=torch.float64, device=device)
         self.F = torch.zeros(capacity, 0, dtype=torch.float64)
         self.size, self.width = 0, 0  # n basis rows, r open vectors
@@ -194,7 +196,12 @@ class KrylovBasis:
         outside = torch.cat([self.C[:n, :r].T @ U, self.F[:n].T @ U])  # (r + h, m) coefficients
         G = self._outside_gram(r, h)
         out2 = (outside * (G @ outside)).sum(0).clamp(min=0.0)
-        return torch.sqrt((inside ** 2).sum(0) + out2) + self.leak[:n] @ U.abs()
+        return torch.sqrt((inside ** 2).sum(0) + out2) + self.leak_part(U)
+
+    def leak_part(self, U: Tensor) -> Tensor:
+        """Bound on ‖E u‖ for each column u of ``U``: min(Σ_i leak_i |u_i|, ‖E‖_F ‖u‖)."""
+        n = self.size
+        return torch.minimum(self.leak[:n] @ U.abs(), self.leak_total * torch.linalg.norm(U, dim=0))
 
     def _outside_gram(self, r: int, h: int) -> Tensor:
         """Gram matrix of the rows [Q; H] (orthonormal Q: identity unless something is held)."""
@@ -225,7 +232,9 @@ class KrylovBasis:
         n, r, l = self.size, self.width, U.shape[1]
         DU = self.D[:n, :n] @ U
         D_kept = U.T @ DU
-        leak = self.leak[:n] @ U.abs() + torch.linalg.norm(DU - U @ D_kept, dim=0)
+        discarded = torch.linalg.norm(DU - U @ D_kept, dim=0)
+        leak = self.leak_part(U) + discarded
+        self.leak_total += float(torch.linalg.norm(discarded))
         C, F = U.T @ self.C[:n, :r], U.T @ self.F[:n]
         self.V[:l] = U.T.to(self.V.device) @ self.V[:n]
         for M in (self.T, self.D, self.C, self.F):

@@ -42,12 +42,14 @@ KEEP_FRACTION = 0.5
 class Answer:
     """What the loop found: values (k,), their vectors as coefficients U (n, k) over the basis,
     their positions among the Ritz values of the final basis (``index``; the locked rows'
-    positions when ``locked``), whether they are the probe's locked rows, and the probe's outcome."""
+    positions when ``locked``), whether they are the probe's locked rows (then ``errors``: their
+    eigenvalue error bounds when they were locked), and the probe's outcome."""
 
     theta: Tensor
     U: Tensor
     index: Tensor
     locked: bool
+    errors: Tensor | None
     miss_bound: float
     miss_margin: float
     probe_matvecs: int
@@ -96,13 +98,14 @@ class ThickRestart:
         if self.locked:  # the probe found nothing new: the answer is the locked rows
             n = self.basis.size
             U = torch.eye(n, self.k, dtype=torch.float64)
-            return Answer(self.basis.T.diagonal()[: self.k].clone(), U, torch.arange(self.k), True, self.miss_bound,
-                          self.miss_margin, self.probe_matvecs)
-        return Answer(self.theta[self.wanted], self.U[:, self.wanted], self.wanted, False, self.miss_bound,
+            return Answer(self.basis.T.diagonal()[: self.k].clone(), U, torch.arange(self.k), True, self.lock_errors,
+                          self.miss_bound, self.miss_margin, self.probe_matvecs)
+        return Answer(self.theta[self.wanted], self.U[:, self.wanted], self.wanted, False, None, self.miss_bound,
                       self.miss_margin, self.probe_matvecs)
 
     def _lock(self) -> None:
         """Lock the wanted pairs and open the probe's random vectors (orthogonal to them)."""
+        self.lock_errors = self.errors.clone()  # in the order of the locked rows
         self.basis.restart(self.U[:, self.wanted], self.theta[self.wanted], lock=True)
         for _ in range(self.block - 1):
             self.basis.open(self.basis.random())
@@ -132,7 +135,9 @@ class ThickRestart:
         self.wanted = self.order[: self.k]
         n, scale = b.size, b.scale
         rho = b.residual_norms(self.U, self.theta) + self.accuracy.floor(scale, n)
-        errors = eigenvalue_errors(self.theta, rho, self.wanted)
+        tau = self.accuracy.tolerance(self.theta[self.wanted], scale, n)
+        errors = eigenvalue_errors(self.theta, rho, self.wanted, tau)
+        self.errors = errors
         converged = self.accuracy.converged(errors, rho[self.wanted], self.theta[self.wanted], scale, n)
         self._report(rho[self.wanted], converged)
         if b.complete:  # the Krylov space is invariant and has no room left: exact
