@@ -1,0 +1,100 @@
+"""Which HVP route an Objective uses: by a measured rule (``"auto"``), timed on its first products
+(``"measure"``), or fixed.
+
+Routes (``landscape._kernels``), all the same maths, different autodiff:
+
+* ``forward_over_reverse``: ``jvp(grad(f))``; a block of vectors vmapped in one pass;
+* ``forward_over_reverse_loop``: the same, one vector per pass (blocks only);
+* ``double_backward``: one forward and one differentiable backward per batch, then one more
+  backward per vector (a block shares the graph).
+
+Which is cheapest depends on the model and the device: on the CPU, forward mode through a
+2-D convolution with BatchNorm costs more than a second backward (ResNet-8: 3.7 vs 3.1
+gradients; a BatchNorm CNN 3.1 vs 2.6), and vmapping a convolution over tangents turns it into
+a grouped one, 3–6 times slower per vector, where a block by double backward shares one graph
+(2.1 gradients per vector); for a 1-D CNN a vmapped block of jvp(grad) is the cheapest (2.1
+against 2.5 one at a time). Hence the rule of ``"auto"`` (:func:`auto_route`): double backward
+on the CPU for models with convolutions over two or more spatial dimensions, forward-over-
+reverse otherwise — deterministic, so that a resumed job reproduces its products bit for bit.
+
+``"measure"`` times the candidates instead: the first calls of each kind (one vector; a
+block) go round-robin through the routes, ``TRIALS`` each, every call computing real products,
+and the route with the least time per vector (best of its trials, so a first call's warm-up
+does not count) is kept. Products from different routes agree to rounding (≈1e-7 relative in
+float32), but which route wins depends on the machine's load, so results may differ at that
+level from run to run. Either way the route is recorded in the provenance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+ROUTES = {"single": ("forward_over_reverse", "double_backward"),
+          "block": ("forward_over_reverse", "forward_over_reverse_loop", "double_backward")}
+TRIALS = 2  # timed calls per candidate route: the best of two discards a first call's warm-up
+
+
+def auto_route(model: torch.nn.Module, device: torch.device) -> str:
+    """The route of ``"auto"``: double backward on the CPU where the model convolves over ≥ 2
+    spatial dimensions (``nn.Conv2d``/``Conv3d`` and transposed ones), else forward-over-reverse."""
+    convs = (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
+    if torch.device(device).type == "cpu" and any(isinstance(m, convs) for m in model.modules()):
+        return "double_backward"
+    return "forward_over_reverse"
+
+
+class RouteChooser:
+    """Picks a route per kind of call (``"single"``: one vector, ``"block"``: several).
+
+    Args:
+        method: ``"auto"`` (the rule of :func:`auto_route`), ``"measure"`` (timed), or a route name.
+        device: for synchronizing timings on a GPU.
+        model: the network (for ``"auto"``).
+    """
+
+    def __init__(self, method: str, device: torch.device, model: torch.nn.Module | None = None):
+        self.requested, self.device = method, torch.device(device)
+        self.method = auto_route(model, self.device) if method == "auto" and model is not None else method
+        self.times: dict[str, dict[str, list[float]]] = {kind: {r: [] for r in ROUTES[kind]} for kind in ROUTES}
+        self.chosen: dict[str, str] = {}
+
+    def run(self, num_vectors: int, compute: Callable[[str], torch.Tensor]) -> torch.Tensor:
+        """``compute(route)`` with the route for a call of ``num_vectors`` vectors (timed while measuring)."""
+        kind = "single" if num_vectors == 1 else "block"
+        route = self._pick(kind)
+        if kind in self.chosen or self.method != "measure":
+            return compute(route)
+        self._sync()
+        start = time.perf_counter()
+        out = compute(route)
+        self._sync()
+        self.times[kind][route].append((time.perf_counter() - start) / num_vectors)
+        self._decide(kind)
+        return out
+
+    def _pick(self, kind: str) -> str:
+        if self.method != "measure":
+            return self.method
+        if kind in self.chosen:
+            return self.chosen[kind]
+        return min(ROUTES[kind], key=lambda r: len(self.times[kind][r]))  # round-robin, in order
+
+    def _decide(self, kind: str) -> None:
+        if all(len(t) >= TRIALS for t in self.times[kind].values()):
+            self.chosen[kind] = min(ROUTES[kind], key=lambda r: min(self.times[kind][r]))
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def summary(self) -> str:
+        """The route (``"auto:<route>"`` when the rule chose it), or ``"measure:single=…,block=…"``
+        for the kinds of call made so far ("measuring" while undecided)."""
+        if self.method != "measure":
+            return f"auto:{self.method}" if self.requested == "auto" else self.method
+        parts = [f"{kind}={self.chosen.get(kind, 'measuring')}" for kind in ROUTES
+                 if any(self.times[kind].values())]
+        return "measure:" + (",".join(parts) or "unused")
