@@ -81,6 +81,12 @@ BREAKDOWN_PER_TOL = 1e-2
 # η ≈ 15–160 tol (36/96, 38/40): 10 is on the safe side there.
 SEED_ETA_PER_TOL = 10.0
 
+# Weight of the random part of a randomized warm start (k = 1 per end, a single v0, probe on):
+# x = v̂0 + η ẑ with η/(1 + η) = this. The probe's bound loosens by 1/this (Chebyshev form (4) of
+# probe.py), about one more step on the HVP problems; the warm start's head start is barely dented
+# (its error goes from ε to ≈ 0.3, which Lanczos removes in a step or two where the gap is not tiny).
+WARM_RANDOM_SHARE = 0.25
+
 
 @dataclass(frozen=True)
 class EigshResult:
@@ -213,8 +219,8 @@ def eigsh(A, k: int = 6, which: str = "LA", tol: float = 1e-6, *, max_matvecs: i
     basis = KrylovBasis(op, m, device, generator, min(BREAKDOWN_RTOL, BREAKDOWN_PER_TOL * tol), block_size)
     accuracy = Accuracy(criterion, float(tol), op.dtype)
     probe = _probe(op.dim, k, which, m, verify, miss_probability, probe_steps, block_size)
-    loop = ThickRestart(basis, k, which, accuracy, m, budget - k, callback, probe, block_size,
-                        random_chains=_start(basis, v0, generator, which, tol, budget, k, block_size, m))
+    chains, share = _start(basis, v0, generator, which, tol, budget, k, block_size, m, probe is not None)
+    loop = ThickRestart(basis, k, which, accuracy, m, budget - k, callback, probe, block_size, chains, share)
     answer = loop.run()
     return _result(op, basis, answer, accuracy, which, block_size, probe, loop.restarts)
 
@@ -267,18 +273,33 @@ def _probe(P: int, k: int, which: str, m: int, verify: bool, delta: float, steps
 
 
 def _start(basis: KrylovBasis, v0, generator, which: str, tol: float, budget: int, k: int, block: int,
-           m: int) -> int:
+           m: int, verify: bool) -> tuple[int, float]:
     """Open the start vector(s) — v0 or a random one, plus block − 1 random ones — or seed from a
-    block v0; return how many start vectors were uniformly random."""
+    block v0. Return (how many start vectors have a random part, its weight).
+
+    With the probe on, one wanted value per end and a single warm vector v0 (the trainer's
+    online λ_max), the start is v0 plus a random vector weighing ``WARM_RANDOM_SHARE`` of the
+    sum: the run keeps most of the warm start's head start, and is its own probe for missed
+    eigenvalues (``restart.ThickRestart._shared_probe``) instead of paying for a separate one.
+    """
     rows = _warm_rows(basis.op.dim, v0, basis.V.device)
     if rows is not None and rows.shape[0] > 1:  # j ≤ budget − k seed products leave k for the residual check
         n_keep = min(k + int(KEEP_FRACTION * (m - k)), m - 1)
         basis.seed(rows[: budget - k], n_keep, SEED_ETA_PER_TOL * tol, lambda th: priority(th, which))
-        return 0
-    basis.open(start_vector(basis.op.dim, v0 if rows is None else rows[0], generator, basis.V.device))
+        return 0, 1.0
+    P, device = basis.op.dim, basis.V.device
+    x = start_vector(P, v0 if rows is None else rows[0], generator, device)
+    per_end = k == 1 or (which == "BE" and k == 2)
+    randomize = v0 is not None and verify and per_end and block == 1
+    if randomize:  # x = v̂0 + η ẑ with η/(1 + η) = WARM_RANDOM_SHARE of the sum's weight
+        eta = WARM_RANDOM_SHARE / (1 - WARM_RANDOM_SHARE)
+        x = x + eta * basis.random()
+    basis.open(x)
     for _ in range(block - 1):
         basis.open(basis.random())
-    return block - (v0 is not None)
+    if v0 is None:
+        return block, 1.0
+    return (1, WARM_RANDOM_SHARE) if randomize else (block - 1, 1.0)
 
 
 def _warm_rows(P: int, v0: Tensor | None, device: torch.device) -> Tensor | None:

@@ -52,41 +52,47 @@ from landscape.solvers.order import handicap, priority
 VERIFY_FAILURE_PROB = 1e-3
 
 
-def failure(eps: float, steps: int, n: int) -> float:
+def failure(eps: float, steps: int, n: int, share: float = 1.0) -> float:
     """Probability that q = ``steps`` Lanczos steps from a random start fall short of λ_max by
-    more than ε of the range: the smaller of (KW) and the Chebyshev form (4) of the module."""
+    more than ε of the range: the smaller of (KW) and the Chebyshev form (4) of the module.
+
+    ``share`` < 1: the start is a fixed vector plus a uniform random one weighing ``share`` of
+    the sum (a randomized warm start); only (4) holds then, divided by ``share``.
+    """
     if steps < 2 or eps <= 0:
         return 1.0
     if eps >= 1:
         return 0.0
-    kw = 1.648 * math.sqrt(n) * math.exp(-math.sqrt(eps) * (2 * steps - 1))
     x = (1 + eps) / (1 - eps)
-    chebyshev = 0.8 * math.sqrt(n * (1 - eps) / eps) / math.cosh((steps - 1) * math.acosh(x))
+    chebyshev = 0.8 * math.sqrt(n * (1 - eps) / eps) / math.cosh((steps - 1) * math.acosh(x)) / share
+    if share < 1:
+        return min(1.0, chebyshev)
+    kw = 1.648 * math.sqrt(n) * math.exp(-math.sqrt(eps) * (2 * steps - 1))
     return min(1.0, kw, chebyshev)
 
 
-def epsilon_for(steps: int, n: int, delta: float) -> float:
-    """The smallest ε with failure(ε, q, n) ≤ δ (bisection; 1 if none below 1)."""
-    if failure(1 - 1e-12, steps, n) > delta:
+def epsilon_for(steps: int, n: int, delta: float, share: float = 1.0) -> float:
+    """The smallest ε with failure(ε, q, n, share) ≤ δ (bisection; 1 if none below 1)."""
+    if failure(1 - 1e-12, steps, n, share) > delta:
         return 1.0
     lo, hi = 0.0, 1.0 - 1e-12
     for _ in range(60):
         mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if failure(mid, steps, n) <= delta else (mid, hi)
+        lo, hi = (lo, mid) if failure(mid, steps, n, share) <= delta else (mid, hi)
     return hi
 
 
-def margin_steps(n: int, delta: float, chains: int = 1, margin: float = 1.0) -> int:
+def margin_steps(n: int, delta: float, chains: int = 1, margin: float = 1.0, share: float = 1.0) -> int:
     """The fewest steps per chain after which a value ``margin`` spreads beyond the wanted ones
     (ε = margin / (1 + margin)) is missed with probability ≤ δ (c chains: failure^c ≤ δ)."""
     eps = margin / (1 + margin)
-    return next(q for q in range(2, 10_000) if failure(eps, q, n) ** chains <= delta)
+    return next(q for q in range(2, 10_000) if failure(eps, q, n, share) ** chains <= delta)
 
 
-def miss_margin(steps: int, n: int, delta: float, chains: int = 1) -> float:
+def miss_margin(steps: int, n: int, delta: float, chains: int = 1, share: float = 1.0) -> float:
     """d: with probability ≥ 1 − δ no eigenvalue beyond the wanted ones by more than d spreads
     was missed after ``steps`` steps per chain (inf if no finite d holds)."""
-    eps = epsilon_for(steps, n, delta ** (1.0 / chains))
+    eps = epsilon_for(steps, n, delta ** (1.0 / chains), share)
     return math.inf if eps >= 1 else eps / (1 - eps)
 
 
@@ -101,6 +107,8 @@ class Probe:
         delta: accepted probability of a wrong "settled" over the whole probe.
         cap: the most probe steps per chain (and checks).
         chains: independent random start vectors of the probe (its block size).
+        share: weight of the random part of each start vector (1: uniformly random; < 1: a
+            randomized warm start, see :func:`failure`).
     """
 
     which: str
@@ -109,11 +117,12 @@ class Probe:
     delta: float
     cap: int
     chains: int = 1
+    share: float = 1.0
 
     def spectrum_bounds(self, free: Tensor, steps: int) -> tuple[float, float]:
         """(low, high) of (3) after ``steps`` steps per chain; (−inf, inf) while uninformative."""
         per_end = (self.delta / max(self.cap, 1)) / 2
-        eps = epsilon_for(steps, self.n, per_end ** (1.0 / self.chains))
+        eps = epsilon_for(steps, self.n, per_end ** (1.0 / self.chains), self.share)
         if free.numel() < 2 or eps >= 0.5:
             return -math.inf, math.inf
         top, bottom = float(free.max()), float(free.min())

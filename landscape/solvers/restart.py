@@ -31,7 +31,7 @@ from torch import Tensor
 from landscape.solvers.certify import Accuracy, eigenvalue_errors
 from landscape.solvers.krylov import KrylovBasis
 from landscape.solvers.order import priority
-from landscape.solvers.probe import Probe, miss_margin
+from landscape.solvers.probe import Probe, margin_steps, miss_margin
 
 # Share of the non-wanted Ritz vectors kept at a thick restart (Wu & Simon 2000 keep
 # "about half"); on the oracle matrices 0.25–0.5 took the fewest matvecs, 0 and 0.75 more.
@@ -67,17 +67,19 @@ class ThickRestart:
         callback: called in main mode after every judged step (see :func:`eigsh`).
         probe: the probe's rules, or None for no probe.
         block: products per step (a batched call); the probe's chains.
-        random_chains: how many of the start vectors were drawn uniformly at random (0 for a
-            warm start without a block): with k = 1 per end, a main run of at least the probe's
-            length from a random start is itself the probe (:meth:`_main_is_probe`).
+        random_chains: how many start vectors have a uniformly random part (0: none, e.g. a
+            block warm start): with k = 1 per end, a main run of at least the probe's length from
+            random starts is itself the probe (:meth:`_shared_probe`).
+        share: the weight of that random part (1: uniformly random starts; < 1: a randomized
+            warm start, :func:`~landscape.solvers.probe.failure`).
     """
 
     def __init__(self, basis: KrylovBasis, k: int, which: str, accuracy: Accuracy, m: int, budget: int,
                  callback: Callable[[dict], None] | None, probe: Probe | None, block: int = 1,
-                 random_chains: int = 0):
+                 random_chains: int = 0, share: float = 1.0):
         self.basis, self.k, self.which, self.accuracy, self.m = basis, k, which, accuracy, m
         self.budget, self.callback, self.probe, self.block = budget, callback, probe, max(1, block)
-        self.random_chains = random_chains
+        self.random_chains, self.share = random_chains, share
         self.n_keep = min(k + int(KEEP_FRACTION * (m - k)), m - 1)  # wanted + a share of the rest
         self.restarts, self.locked, self.probe_steps, self.probe_matvecs = 0, 0, 0, 0
         self.miss_bound = self.miss_margin = math.inf if probe else math.nan
@@ -143,7 +145,10 @@ class ThickRestart:
         if b.complete:  # the Krylov space is invariant and has no room left: exact
             return "stop"
         if bool(converged.all()):
-            return "probe" if self.probe is not None and not self._main_is_probe() else "stop"
+            shared = self._shared_probe(can_grow) if self.probe is not None else "stop"
+            if shared is not None:
+                return None if shared == "grow" else "stop"
+            return "probe"
         if not can_grow:
             return "stop"
         return "restart" if b.size >= self.m else None
@@ -172,25 +177,33 @@ class ThickRestart:
             return "stop"
         return None
 
-    def _main_is_probe(self) -> bool:
-        """k = 1 per end, a random start, no restart yet, and at least the probe's length of steps.
+    def _shared_probe(self, can_grow: bool) -> str | None:
+        """k = 1 per end and random starts, no restart yet: the main run is the probe.
 
-        The main Krylov space is then K_s(A, x) for x uniform on the sphere: exactly what the
-        probe would grow, for the operator itself rather than a deflated one. With one wanted
-        value per end, a repeated eigenvalue cannot change the answer, so the probe's bounds
-        hold for the main run as they stand (both ends share δ for LM and BE).
+        Its Krylov space is then K_s(A, x) for x with a random part (uniform on the sphere, or a
+        share of a randomized warm start), exactly what a probe grows, for the operator itself
+        rather than a deflated one; with one wanted value per end a repeated eigenvalue cannot
+        change the answer. So the run stops once it has as many steps as the probe would take
+        ("stop"), goes on growing until then ("grow", the extra steps also refine the answer),
+        or leaves it to a separate probe (None) where the basis is full first. Both ends share
+        δ for LM and BE.
         """
         per_end = self.k == 1 or (self.which == "BE" and self.k == 2)
-        steps = self.basis.num_matvecs // self.block
-        if not (per_end and self.random_chains and self.restarts == 0 and steps >= self.probe.cap):
-            return False
+        if not (per_end and self.random_chains and self.restarts == 0):
+            return None
         ends = 2 if self.which in ("LM", "BE") else 1
-        main = Probe(self.which, self.k, self.basis.op.dim, self.probe.delta / ends, self.probe.cap,
-                     self.random_chains)
+        P, delta = self.basis.op.dim, self.probe.delta / ends
+        need = margin_steps(P, delta, self.random_chains, share=self.share)
+        if self.probe.cap < (self.m - self.k) // self.block:  # a user's probe_steps caps the shared probe too
+            need = min(need, self.probe.cap)
+        steps = self.basis.num_matvecs // self.block
+        if steps < need:
+            return "grow" if can_grow and self.basis.size + self.block <= self.m else None
+        main = Probe(self.which, self.k, P, delta, need, self.random_chains, self.share)
         low, high = main.spectrum_bounds(self.theta, steps)
         self.miss_bound = max(0.0, main.excess(self.theta[self.wanted], low, high))
-        self.miss_margin = miss_margin(steps, main.n, main.delta, main.chains)
-        return True
+        self.miss_margin = miss_margin(steps, P, delta, self.random_chains, self.share)
+        return "stop"
 
     def _report(self, rho: Tensor, converged: Tensor) -> None:
         if self.callback is not None:

@@ -15,7 +15,7 @@ import torch
 from landscape.errors import InputError
 from landscape.operators import CountingOperator, DenseOperator, LinearOperator
 from landscape.solvers import lanczos
-from landscape.solvers.eigsh import eigsh
+from landscape.solvers.eigsh import WARM_RANDOM_SHARE, eigsh
 from landscape.solvers.probe import failure, margin_steps, miss_margin
 from oracles import diff_report, ghost_demo, repeated, wishart, with_spectrum
 
@@ -64,15 +64,26 @@ def test_a_longer_probe_settles_on_a_gapped_spectrum():
 
 def test_k1_from_a_random_start_is_its_own_probe():
     """The main Krylov space is grown from a uniform random vector: for one value per end it is
-    exactly the probe, so no separate probe products are spent; a warm start v0 still gets one."""
+    exactly the probe, so no separate probe products are spent."""
     case = ghost_demo(seed=0)
     cold = eigsh(case.matrix, k=1, tol=1e-6, seed=1)
     assert cold.probe_matvecs == 0 and math.isfinite(cold.miss_margin) and cold.converged
     assert cold.num_matvecs >= margin_steps(case.P, cold.miss_probability)
-    warm = eigsh(case.matrix, k=1, tol=1e-6, seed=1, v0=case.eigenvectors[-1] + 0.01 * case.eigenvectors[0])
-    assert warm.probe_matvecs > 0
     both = eigsh(case.matrix, k=2, which="BE", tol=1e-6, seed=1)
     assert both.probe_matvecs == 0 and both.converged
+
+
+def test_k1_warm_start_is_randomized_and_is_its_own_probe():
+    """A single warm vector gets a random share (WARM_RANDOM_SHARE): the run lasts as long as the
+    loosened bound needs, with no separate probe; verify=False keeps the pure warm start."""
+    case = ghost_demo(seed=0)
+    v0 = case.eigenvectors[-1] + 0.01 * case.eigenvectors[0]
+    warm = eigsh(case.matrix, k=1, tol=1e-6, seed=1, v0=v0)
+    need = margin_steps(case.P, warm.miss_probability, share=WARM_RANDOM_SHARE)
+    assert warm.probe_matvecs == 0 and warm.num_matvecs == need and warm.converged
+    assert warm.miss_margin <= 1.0
+    pure = eigsh(case.matrix, k=1, tol=1e-6, seed=1, v0=v0, verify=False)
+    assert pure.num_matvecs < warm.num_matvecs and pure.converged
 
 
 def test_block_start_sees_repeated_eigenvalues_without_a_probe():
