@@ -119,13 +119,32 @@ def _summary_table(summary: list[dict]) -> str:
     return markdown_table(head, body)
 
 
+def _block_table(result: dict) -> str:
+    """Batched HVPs inside the solver: HVPs and interleaved seconds of block sizes 1, 2, 4."""
+    body = []
+    for name, prob in result["problems"].items():
+        for k, entry in prob["per_k"].items():
+            t = entry["timing"]
+            if "ours, block 2" not in t:
+                continue
+            cells = [name, k]
+            for label in ("ours", "ours, block 2", "ours, block 4"):
+                row = _first([r for r in entry["rows"] if r["tool"] == label], label, True)
+                sec = t[label]["median_s"]
+                cells.append(f"{row['hvps']} HVPs, {sec:.3g} s ({sec / row['hvps']:.3g} s/HVP, error {row['error']:.0e})")
+            body.append(cells)
+    return markdown_table(["problem", "k", "block 1 (judged run)", "block 2", "block 4"], body) if body else ""
+
+
 def report(result: dict) -> str:
     """The Markdown section for RESULTS.md."""
     lines = [f"Accuracy: every one of the k eigenvalues within {result['accuracy']:g} relative error "
              f"(of the reference). Load average 1/5/15 min before {result['machine']['load_average_1_5_15']}, "
              f"after {result['machine_after']}.", "", "**Summary (the judged run: eigsh defaults, criterion="
              "\"eigenvalue\", tol=1e-3; times are medians of interleaved rounds)**", "",
-             _summary_table(result["summary"]), ""]
+             _summary_table(result["summary"]), "",
+             "**Batched HVPs inside the solver** (eigsh block_size b: b start vectors, b products per call; "
+             "seconds are medians of the same interleaved rounds)", "", _block_table(result), ""]
     for name, prob in result["problems"].items():
         ref = prob["reference"]
         lines += [f"**{prob['problem']}**", "",
