@@ -20,6 +20,7 @@ when the batches are equal.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -81,7 +82,7 @@ class BNCNN(nn.Module):
     def __init__(self, widths: tuple[int, ...] = (16, 32, 64), num_classes: int = 10, in_channels: int = 3):
         super().__init__()
         chans = [in_channels, *widths]
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1, bias=False) for a, b in zip(chans[:-1], chans[1:]))
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1, bias=False) for a, b in itertools.pairwise(chans))
         self.norms = nn.ModuleList(nn.BatchNorm2d(c) for c in widths)
         self.fc = nn.Linear(widths[-1], num_classes)
 

@@ -103,9 +103,10 @@ def run(args) -> dict:
 
 
 def report(result: dict) -> str:
-    lines = [f"Problem: {result['problem']}, trained on with SGD (lr {LR}, momentum {MOMENTUM}), a checkpoint "
-             f"every {result['every']} steps. Accuracy: every eigenvalue within {result['accuracy']:g} relative. "
-             f"Load average before {result['machine']['load_average_1_5_15']}, after {result['machine_after']}.", ""]
+    head = (f"Problem: {result['problem']}, trained on with SGD (lr {LR}, momentum {MOMENTUM}), a checkpoint "
+            f"every {result['every']} steps. Accuracy: every eigenvalue within {result['accuracy']:g} relative. "
+            f"Load average before {result['machine']['load_average_1_5_15']}, after {result['machine_after']}.")
+    lines = [head, ""]
     for k, points in result["per_k"].items():
         tools = list(points[0]["rows"])
         body = []

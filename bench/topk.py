@@ -175,11 +175,12 @@ def _pyhessian_oracle(run: peers.SolverRun, ref: np.ndarray) -> dict:
 def interleaved(problem, H, k: int, seed: int, accepted: dict | None, rounds: int, device) -> dict:
     """Median seconds of ours (judged; and its batched variants for k ≥ BLOCK_MIN_K) and PyHessian
     (accepted settings), run in turn ``rounds`` times."""
-    fns = {"ours": lambda: ls.eigsh(H, k=k, which="LA", seed=seed, **JUDGED)}
+    def solve(label: str):
+        return lambda: ls.eigsh(H, k=k, which="LA", seed=seed, **VARIANTS[label])
+
+    fns = {"ours": solve("ours")}
     if k >= BLOCK_MIN_K:
-        for b in (2, 4):
-            fns[f"ours, block {b}"] = (lambda b: lambda: ls.eigsh(H, k=k, which="LA", seed=seed, **VARIANTS[
-                f"ours, block {b}"]))(b)
+        fns.update({label: solve(label) for label in ("ours, block 2", "ours, block 4")})
     if accepted is not None:
         fns["PyHessian"] = lambda: peers.pyhessian_eigenvalues(problem, k, tol=accepted["tol"],
                                                                max_iter=accepted["max_iter"], seed=seed)
@@ -189,6 +190,10 @@ def interleaved(problem, H, k: int, seed: int, accepted: dict | None, rounds: in
         ratios = [p / o for p, o in zip(t["PyHessian"].samples, t["ours"].samples)]
         out["ratio_median"], out["ratio_min"], out["ratio_max"] = statistics.median(ratios), min(ratios), max(ratios)
     return out
+
+
+def _bound(f, x):
+    return lambda: f(x)
 
 
 def route_table(problem, rounds: int, device) -> dict:
@@ -202,7 +207,7 @@ def route_table(problem, rounds: int, device) -> dict:
     fns = {"gradient": lambda: objectives["double_backward"].grad(theta),
            "forward_over_reverse": lambda: objectives["forward_over_reverse"].hvp(theta, v),
            "double_backward": lambda: objectives["double_backward"].hvp(theta, v),
-           "PyHessian": (lambda h: lambda: h(v))(peers.pyhessian_hvp(problem)) if peers.available("pyhessian") else None,
+           "PyHessian": _bound(peers.pyhessian_hvp(problem), v) if peers.available("pyhessian") else None,
            f"forward_over_reverse vmapped ×{ROUTE_BLOCK}": lambda: objectives["forward_over_reverse"].hvp(theta, V),
            f"forward_over_reverse loop ×{ROUTE_BLOCK}": lambda: loop.hvp(theta, V),
            f"double_backward shared graph ×{ROUTE_BLOCK}": lambda: objectives["double_backward"].hvp(theta, V)}

@@ -138,20 +138,21 @@ def _block_table(result: dict) -> str:
 
 def report(result: dict) -> str:
     """The Markdown section for RESULTS.md."""
-    lines = [f"Accuracy: every one of the k eigenvalues within {result['accuracy']:g} relative error "
-             f"(of the reference). Load average 1/5/15 min before {result['machine']['load_average_1_5_15']}, "
-             f"after {result['machine_after']}.", "", "**Summary (the judged run: eigsh defaults, criterion="
-             "\"eigenvalue\", tol=1e-3; times are medians of interleaved rounds)**", "",
-             _summary_table(result["summary"]), "",
-             "**Batched HVPs inside the solver** (eigsh block_size b: b start vectors, b products per call; "
-             "seconds are medians of the same interleaved rounds)", "", _block_table(result), ""]
-    for name, prob in result["problems"].items():
+    head = (f"Accuracy: every one of the k eigenvalues within {result['accuracy']:g} relative error "
+            f"(of the reference). Load average 1/5/15 min before {result['machine']['load_average_1_5_15']}, "
+            f"after {result['machine_after']}.")
+    summary = ("**Summary (the judged run: eigsh defaults, criterion=\"eigenvalue\", tol=1e-3; times are "
+               "medians of interleaved rounds)**")
+    blocks = ("**Batched HVPs inside the solver** (eigsh block_size b: b start vectors, b products per call; "
+              "seconds are medians of the same interleaved rounds)")
+    lines = [head, "", summary, "", _summary_table(result["summary"]), "", blocks, "", _block_table(result), ""]
+    for prob in result["problems"].values():
         ref = prob["reference"]
-        lines += [f"**{prob['problem']}**", "",
-                  f"Reference: eigsh top-{len(ref['values'])} at residual 1e-6 (converged: {ref['converged']}, "
-                  f"{ref['hvps']} HVPs); long-Lanczos cross-check max rel. difference {ref['crosscheck_max_rel']:.1e}; "
-                  f"top-12: {', '.join(f'{v:.4g}' for v in ref['values'][:12])}; λ_min ≈ {ref['smallest']:.3g}. "
-                  f"HVP route (auto): {prob['routes']['auto']}.", "", _routes_table(prob["routes"]), ""]
+        caption = (f"Reference: eigsh top-{len(ref['values'])} at residual 1e-6 (converged: {ref['converged']}, "
+                   f"{ref['hvps']} HVPs); long-Lanczos cross-check max rel. difference "
+                   f"{ref['crosscheck_max_rel']:.1e}; top-12: {', '.join(f'{v:.4g}' for v in ref['values'][:12])}; "
+                   f"λ_min ≈ {ref['smallest']:.3g}. HVP route (auto): {prob['routes']['auto']}.")
+        lines += [f"**{prob['problem']}**", "", caption, "", _routes_table(prob["routes"]), ""]
         for k, entry in prob["per_k"].items():
             t = entry["timing"]
             times = ", ".join(f"{n} {v['median_s']:.3g} s" for n, v in t.items() if isinstance(v, dict))

@@ -56,8 +56,14 @@ from torch import Tensor
 
 from landscape.errors import InputError, NonFiniteError
 from landscape.operators import LinearOperator, as_operator, operator_provenance
-from landscape.solvers.certify import (CRITERIA, LEAK_PER_TOL, Accuracy, certified_residuals, eigenvalue_errors,
-                                      locked_errors)
+from landscape.solvers.certify import (
+    CRITERIA,
+    LEAK_PER_TOL,
+    Accuracy,
+    certified_residuals,
+    eigenvalue_errors,
+    locked_errors,
+)
 from landscape.solvers.krylov import KrylovBasis
 from landscape.solvers.lanczos import BREAKDOWN_RTOL, start_vector
 from landscape.solvers.order import WHICH, output_order, priority
@@ -65,7 +71,7 @@ from landscape.solvers.probe import VERIFY_FAILURE_PROB, Probe, margin_steps
 from landscape.solvers.restart import KEEP_FRACTION, Answer, ThickRestart
 from landscape.solvers.sampling import Seed, make_generator
 
-__all__ = ["EigshResult", "eigsh", "default_krylov_size", "output_order", "WHICH"]
+__all__ = ["WHICH", "EigshResult", "default_krylov_size", "eigsh", "output_order"]
 
 # Default budget: this many Krylov sizes' worth of matvecs before giving up.
 DEFAULT_BUDGET_CYCLES = 30

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-import landscape.solvers.certify as certify
 from landscape.operators import CountingOperator, DenseOperator, apply_float64
+from landscape.solvers import certify
 from landscape.solvers.certify import GS_ULPS, PRODUCT_ULPS
 from landscape.solvers.eigsh import eigsh
 from landscape.solvers.krylov import KrylovBasis
