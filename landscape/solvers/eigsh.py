@@ -226,7 +226,8 @@ def eigsh(A, k: int = 6, which: str = "LA", tol: float = 1e-6, *, max_matvecs: i
     accuracy = Accuracy(criterion, float(tol), op.dtype)
     probe = _probe(op.dim, k, which, m, verify, miss_probability, probe_steps, block_size)
     chains, share = _start(basis, v0, generator, which, tol, budget, k, block_size, m, probe is not None)
-    loop = ThickRestart(basis, k, which, accuracy, m, budget - k, callback, probe, block_size, chains, share)
+    loop = ThickRestart(basis, k, which, accuracy, m, budget - k, callback, probe, block_size, chains, share,
+                        probe_steps)
     answer = loop.run()
     return _result(op, basis, answer, accuracy, which, block_size, probe, loop.restarts)
 

@@ -72,14 +72,16 @@ class ThickRestart:
             random starts is itself the probe (:meth:`_shared_probe`).
         share: the weight of that random part (1: uniformly random starts; < 1: a randomized
             warm start, :func:`~landscape.solvers.probe.failure`).
+        probe_steps: the user's probe length, which then also caps the shared probe (None: the
+            length the probe's bound needs).
     """
 
     def __init__(self, basis: KrylovBasis, k: int, which: str, accuracy: Accuracy, m: int, budget: int,
                  callback: Callable[[dict], None] | None, probe: Probe | None, block: int = 1,
-                 random_chains: int = 0, share: float = 1.0):
+                 random_chains: int = 0, share: float = 1.0, probe_steps: int | None = None):
         self.basis, self.k, self.which, self.accuracy, self.m = basis, k, which, accuracy, m
         self.budget, self.callback, self.probe, self.block = budget, callback, probe, max(1, block)
-        self.random_chains, self.share = random_chains, share
+        self.random_chains, self.share, self.probe_steps_asked = random_chains, share, probe_steps
         self.n_keep = min(k + int(KEEP_FRACTION * (m - k)), m - 1)  # wanted + a share of the rest
         self.restarts, self.locked, self.probe_steps, self.probe_matvecs = 0, 0, 0, 0
         self.miss_bound = self.miss_margin = math.inf if probe else math.nan
@@ -194,8 +196,8 @@ class ThickRestart:
         ends = 2 if self.which in ("LM", "BE") else 1
         P, delta = self.basis.op.dim, self.probe.delta / ends
         need = margin_steps(P, delta, self.random_chains, share=self.share)
-        if self.probe.cap < (self.m - self.k) // self.block:  # a user's probe_steps caps the shared probe too
-            need = min(need, self.probe.cap)
+        if self.probe_steps_asked is not None:
+            need = int(self.probe_steps_asked)
         steps = self.basis.num_matvecs // self.block
         if steps < need:
             return "grow" if can_grow and self.basis.size + self.block <= self.m else None
