@@ -8,14 +8,17 @@ Routes (``landscape._kernels``), all the same maths, different autodiff:
 * ``double_backward``: one forward and one differentiable backward per batch, then one more
   backward per vector (a block shares the graph).
 
-Which is cheapest depends on the model and the device: on the CPU, forward mode through a
-2-D convolution with BatchNorm costs more than a second backward (ResNet-8: 3.7 vs 3.1
-gradients; a BatchNorm CNN 3.1 vs 2.6), and vmapping a convolution over tangents turns it into
-a grouped one, 3–6 times slower per vector, where a block by double backward shares one graph
-(2.1 gradients per vector); for a 1-D CNN a vmapped block of jvp(grad) is the cheapest (2.1
-against 2.5 one at a time). Hence the rule of ``"auto"`` (:func:`auto_route`): double backward
-on the CPU for models with convolutions over two or more spatial dimensions, forward-over-
-reverse otherwise — deterministic, so that a resumed job reproduces its products bit for bit.
+Which is cheapest depends on the model and the device (bench/RESULTS.md, route tables of the
+top-k benchmark, one CPU thread): for one vector, forward mode through a 2-D convolution with
+BatchNorm costs more than a second backward (a BatchNorm CNN: 2.9 vs 2.3 gradients; ResNet-8:
+3.7 vs 3.1), while for a 1-D CNN the two tie (2.3 vs 2.2); for a block of vectors, double
+backward sharing one graph per batch is the cheapest on every model measured (1.5–1.6 gradients
+per vector, against 1.9–2.1 for vmapped forward-over-reverse and 2.4–2.7 one at a time: vmapping
+a convolution over tangents turns it into a grouped one). Hence the rule of ``"auto"``
+(:func:`auto_route`), on the CPU: blocks by double backward; single vectors by double backward
+for models with convolutions over two or more spatial dimensions, by forward-over-reverse
+otherwise; on a GPU forward-over-reverse (compilable, and not measured here). The rule is
+deterministic, so that a resumed job reproduces its products bit for bit.
 
 ``"measure"`` times the candidates instead: the first calls of each kind (one vector; a
 block) go round-robin through the routes, ``TRIALS`` each, every call computing real products,
@@ -37,11 +40,14 @@ ROUTES = {"single": ("forward_over_reverse", "double_backward"),
 TRIALS = 2  # timed calls per candidate route: the best of two discards a first call's warm-up
 
 
-def auto_route(model: torch.nn.Module, device: torch.device) -> str:
-    """The route of ``"auto"``: double backward on the CPU where the model convolves over ≥ 2
-    spatial dimensions (``nn.Conv2d``/``Conv3d`` and transposed ones), else forward-over-reverse."""
+def auto_route(model: torch.nn.Module, device: torch.device, kind: str = "single") -> str:
+    """The route of ``"auto"`` for a ``kind`` of call (``"single"`` or ``"block"``): on the CPU, double
+    backward for blocks, and for single vectors where the model convolves over ≥ 2 spatial dimensions
+    (``nn.Conv2d``/``Conv3d`` and transposed ones); forward-over-reverse otherwise."""
+    if torch.device(device).type != "cpu":
+        return "forward_over_reverse"
     convs = (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
-    if torch.device(device).type == "cpu" and any(isinstance(m, convs) for m in model.modules()):
+    if kind == "block" or any(isinstance(m, convs) for m in model.modules()):
         return "double_backward"
     return "forward_over_reverse"
 
@@ -57,7 +63,8 @@ class RouteChooser:
 
     def __init__(self, method: str, device: torch.device, model: torch.nn.Module | None = None):
         self.requested, self.device = method, torch.device(device)
-        self.method = auto_route(model, self.device) if method == "auto" and model is not None else method
+        self.method = "auto" if method == "auto" and model is not None else method
+        self.rule = {kind: auto_route(model, self.device, kind) for kind in ROUTES} if self.method == "auto" else {}
         self.times: dict[str, dict[str, list[float]]] = {kind: {r: [] for r in ROUTES[kind]} for kind in ROUTES}
         self.chosen: dict[str, str] = {}
 
@@ -76,6 +83,8 @@ class RouteChooser:
         return out
 
     def _pick(self, kind: str) -> str:
+        if self.method == "auto":
+            return self.rule[kind]
         if self.method != "measure":
             return self.method
         if kind in self.chosen:
@@ -91,10 +100,12 @@ class RouteChooser:
             torch.cuda.synchronize(self.device)
 
     def summary(self) -> str:
-        """The route (``"auto:<route>"`` when the rule chose it), or ``"measure:single=…,block=…"``
+        """The fixed route; ``"auto:single=…,block=…"`` (the rule); or ``"measure:single=…,block=…"``
         for the kinds of call made so far ("measuring" while undecided)."""
+        if self.method == "auto":
+            return "auto:" + ",".join(f"{kind}={route}" for kind, route in self.rule.items())
         if self.method != "measure":
-            return f"auto:{self.method}" if self.requested == "auto" else self.method
+            return self.method
         parts = [f"{kind}={self.chosen.get(kind, 'measuring')}" for kind in ROUTES
                  if any(self.times[kind].values())]
         return "measure:" + (",".join(parts) or "unused")

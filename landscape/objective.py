@@ -70,11 +70,11 @@ class Objective:
         params: a :class:`ParamSpec`, or glob patterns on parameter names (θ covers only
             those; the rest stay fixed), or None for every trainable parameter.
         all_reduce: ``t -> t`` summing a tensor across data-parallel processes, or None.
-        hvp_method: ``"auto"`` (default: double backward on the CPU for 2-D/3-D convolutional
-            models, else forward-over-reverse — the cheaper route measured there, see
-            ``landscape._hvp_route``), ``"measure"`` (time the routes on the first products and
-            keep the fastest), ``"forward_over_reverse"`` (``jvp(grad)``, vmapped blocks) or
-            ``"double_backward"``; the route used is :attr:`hvp_route`.
+        hvp_method: ``"auto"`` (default: on the CPU double backward for blocks of vectors and for
+            2-D/3-D convolutional models, else forward-over-reverse — the cheaper routes measured
+            there, see ``landscape._hvp_route``), ``"measure"`` (time the routes on the first
+            products and keep the fastest), ``"forward_over_reverse"`` (``jvp(grad)``, vmapped
+            blocks) or ``"double_backward"``; the route used is :attr:`hvp_route`.
         vmap_chunk: most vectors per vmapped pass in block products (None: the whole block).
         dtype, device: of the computation (default: the model's); ``dtype=torch.float64``
             casts parameters, buffers and floating data.
@@ -129,7 +129,7 @@ class Objective:
 
     @property
     def hvp_route(self) -> str:
-        """How HVPs are computed: ``"auto:<route>"``, ``"measure:single=…,block=…"`` or the fixed route."""
+        """How HVPs are computed: ``"auto:single=…,block=…"``, ``"measure:single=…,block=…"`` or the fixed route."""
         return self._routes.summary()
 
     @property

@@ -28,11 +28,12 @@ def block(P, k, seed=0):
     return torch.randn(k, P, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def test_auto_rule_uses_double_backward_for_2d_convolutions_on_the_cpu():
+def test_auto_rule_uses_double_backward_for_2d_convolutions_and_blocks_on_the_cpu():
     conv, mlp = objective("cnn_bn_eval"), objective("mlp")
-    assert conv.hvp_route == "auto:double_backward" and mlp.hvp_route == "auto:forward_over_reverse"
+    assert conv.hvp_route == "auto:single=double_backward,block=double_backward"
+    assert mlp.hvp_route == "auto:single=forward_over_reverse,block=double_backward"
     assert auto_route(torch.nn.Conv1d(1, 1, 3), torch.device("cpu")) == "forward_over_reverse"
-    assert auto_route(torch.nn.Conv2d(1, 1, 3), torch.device("cuda")) == "forward_over_reverse"
+    assert auto_route(torch.nn.Conv2d(1, 1, 3), torch.device("cuda"), "block") == "forward_over_reverse"
     fixed = objective("cnn_bn_eval", hvp_method="forward_over_reverse")
     V = block(conv.spec.numel, 3)
     assert_close(conv.hvp(conv.theta, V), fixed.hvp(conv.theta, V), ORACLE_RTOL, "auto vs forward-over-reverse")
@@ -71,5 +72,5 @@ def test_measure_keeps_the_fastest_route():
 def test_the_route_reaches_the_eigensolver_provenance():
     obj = objective("cnn_bn_eval")
     res = eigsh(obj.hessian(obj.theta), k=2, tol=1e-8)
-    assert res.provenance == {"hvp_route": "auto:double_backward"}
-    assert '"hvp_route": "auto:double_backward"' in res.as_dict()["provenance"]
+    route = "auto:single=double_backward,block=double_backward"
+    assert res.provenance == {"hvp_route": route} and route in res.as_dict()["provenance"]
