@@ -1,6 +1,7 @@
 """Online sharpness along a training run (the trainer's λ_max, edge-of-stability tracking): HVPs and
 seconds for the top-k (k = 1, 2) to ``ACCURACY`` at every checkpoint, ours cold, ours warm-started
-from the previous checkpoint's eigenvectors, and PyHessian's power iteration.
+from the previous checkpoint's eigenvectors (with the probe's guarantee, and without it —
+``verify=False``, like PyHessian), and PyHessian's power iteration.
 
 The model (cnn1d on MNIST-1D, as in topk.py) is trained on with SGD and momentum; every
 ``EVERY`` steps the Hessian of the full-data loss is a new operator. Per checkpoint: a reference
@@ -49,9 +50,9 @@ def _train(problem, steps: int, gen: torch.Generator, opt) -> None:
     model.eval()
 
 
-def _ours(H, k: int, v0, seed: int) -> tuple[dict, torch.Tensor]:
+def _ours(H, k: int, v0, seed: int, verify: bool = True) -> tuple[dict, torch.Tensor]:
     start = time.perf_counter()
-    res = ls.eigsh(H, k=k, tol=ACCURACY, criterion="eigenvalue", seed=seed, v0=v0)
+    res = ls.eigsh(H, k=k, tol=ACCURACY, criterion="eigenvalue", seed=seed, v0=v0, verify=verify)
     return dict(hvps=res.num_matvecs, probe=res.probe_matvecs, seconds=time.perf_counter() - start,
                 values=res.eigenvalues.tolist(), margin=res.miss_margin), res.eigenvectors
 
@@ -66,19 +67,20 @@ def _error(values, ref: np.ndarray) -> float:
     return float(np.max(np.abs(found - ref) / np.abs(ref)))
 
 
-def checkpoint(problem, k: int, warm_v0, seed: int) -> tuple[dict, torch.Tensor]:
-    """Reference and every solver at the current θ; returns the rows and the warm run's vectors."""
+def checkpoint(problem, k: int, warm_v0, bare_v0, seed: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """Reference and every solver at the current θ; returns the rows and the warm runs' vectors."""
     obj = problem.objective()
     H = obj.hessian(obj.theta)
     ref = ls.eigsh(H, k=k + 2, tol=1e-6, seed=seed + 1000).eigenvalues.numpy()[:k]
     cold, _ = _ours(H, k, None, seed)
     warm, vectors = _ours(H, k, warm_v0, seed)
-    rows = {"ours, cold": cold, "ours, warm": warm}
+    bare, bare_vectors = _ours(H, k, bare_v0, seed, verify=False)
+    rows = {"ours, cold": cold, "ours, warm": warm, "ours, warm, no probe": bare}
     if peers.available("pyhessian"):
         rows["PyHessian power"] = _pyhessian(problem, k, seed)
     for r in rows.values():
         r["error"] = _error(r["values"], ref)
-    return dict(reference=ref.tolist(), rows=rows), vectors
+    return dict(reference=ref.tolist(), rows=rows), vectors, bare_vectors
 
 
 def run(args) -> dict:
@@ -89,11 +91,11 @@ def run(args) -> dict:
         problem = build_problem(**PROBLEM[size], device=device)
         gen = torch.Generator().manual_seed(1)
         opt = torch.optim.SGD(problem.model.parameters(), lr=LR, momentum=MOMENTUM)
-        points, v0 = [], None
+        points, v0, bare_v0 = [], None, None
         for c in range(count):
             if c:
                 _train(problem, every, gen, opt)
-            point, v0 = checkpoint(problem, k, v0, args.seed + c)
+            point, v0, bare_v0 = checkpoint(problem, k, v0, bare_v0, args.seed + c)
             points.append(point)
             log(f"top-{k}: checkpoint {c + 1}/{count}")
         out["per_k"][k] = points

@@ -10,11 +10,11 @@ Routes (``landscape._kernels``), all the same maths, different autodiff:
 
 Which is cheapest depends on the model and the device (bench/RESULTS.md, route tables of the
 top-k benchmark, one CPU thread): for one vector, forward mode through a 2-D convolution with
-BatchNorm costs more than a second backward (a BatchNorm CNN: 2.9 vs 2.3 gradients; ResNet-8:
-3.7 vs 3.1), while for a 1-D CNN the two tie (2.3 vs 2.2); for a block of vectors, double
-backward sharing one graph per batch is the cheapest on every model measured (1.5–1.6 gradients
-per vector, against 1.9–2.1 for vmapped forward-over-reverse and 2.4–2.7 one at a time: vmapping
-a convolution over tangents turns it into a grouped one). Hence the rule of ``"auto"``
+BatchNorm costs more than a second backward (a BatchNorm CNN: 2.49 vs 2.21 gradients; ResNet-8:
+3.33 vs 3.18), while for a 1-D CNN the two tie (2.36 vs 2.24); for a block of vectors, double
+backward sharing one graph per batch is the cheapest on every model measured (1.46, 1.58 and 2.60
+gradients per vector, against 1.50, 2.25 and 3.74 for vmapped forward-over-reverse: vmapping a
+convolution over tangents turns it into a grouped one). Hence the rule of ``"auto"``
 (:func:`auto_route`), on the CPU: blocks by double backward; single vectors by double backward
 for models with convolutions over two or more spatial dimensions, by forward-over-reverse
 otherwise; on a GPU forward-over-reverse (compilable, and not measured here). The rule is
