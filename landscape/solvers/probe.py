@@ -13,11 +13,23 @@ Lanczos algorithms with a random start", SIAM J. Matrix Anal. Appl. 13(4): after
 steps from such a z, the largest Ritz value θ_top falls short of λ_max(B) by more than
 ε (λ_max − λ_min) with probability at most
 
-    f(ε, q) = 1.648 √n · exp(−√ε (2q − 1)),                                       (KW)
+    f(ε, q) = 1.648 √n · exp(−√ε (2q − 1)).                                       (KW)
 
-and the same holds at the bottom end. With c independent chains in one (block) Krylov
-space, both ends fail together with probability at most f^c each. So with probability at
-least 1 − δ_s at check s, the spectrum of B lies in
+A second bound, sharper for larger ε, follows from one Chebyshev polynomial: p(B)z lies in
+the Krylov space, p = T_{q−1} mapped from [λ_min, λ_max − εS] to [−1, 1] is at most 1 there
+and T = T_{q−1}((1+ε)/(1−ε)) at λ_max, so θ_top ≥ λ_max − εS unless z's component c on the
+top eigenvector has c² < (1−ε)/(ε T²); for z uniform on the sphere the density of c is at most
+√(n/2π), so P(c² < η) ≤ 0.8 √(n η), which gives
+
+    f(ε, q) = 0.8 √(n (1−ε)/ε) / T_{q−1}((1+ε)/(1−ε)).                              (4)
+
+:func:`failure` takes the smaller. (4) needs only a bounded density of c, so it also covers a
+*randomized warm start* x = v̂0 + η ẑ: with the random part weighing ``share`` of the sum, c's
+density is at most 1/share times the uniform one, and (4) holds divided by ``share``.
+
+The same holds at the bottom end. With c independent chains in one (block) Krylov space,
+both ends fail together with probability at most f^c each. So with probability at least
+1 − δ_s at check s, the spectrum of B lies in
 
     [θ_bottom − ε R / (1 − 2ε),  θ_top + ε R / (1 − 2ε)],   R = θ_top − θ_bottom,      (3)
 
@@ -28,13 +40,17 @@ that already does ("new") sends :func:`eigsh` back to its main iteration. Checks
 after every probe step, so δ is split evenly over the ``cap`` checks the probe may make
 (a union bound): the probability that *any* check wrongly settles is at most δ.
 
-The guarantee is worst case over all spectra: the number of steps it takes grows like
-log(√n/δ) / √ε with ε the gap between the wanted values and the rest, relative to the
-spread of the rest. When the cap is reached first, the probe reports ``miss_bound``: how
-far beyond the wanted values an eigenvalue may still hide with probability ≥ 1 − δ (inf
-if (3) is not yet informative, i.e. ε ≥ 1/2). Missed values that stand out from the rest
-of B (a second copy of an outlier, a new outlier after a warm start) show up in a few
-steps, long before the bound settles.
+The guarantee is worst case over all spectra: settling takes a number of steps growing
+like log(√n/δ) / √ε with ε the gap between the wanted values and the rest, relative to the
+spread of the rest. So the probe's default length (:func:`margin_steps`) is the fewest
+steps after which a value *one spread* beyond the wanted ones (ε = 1/2) is missed with
+probability ≤ δ — 8 steps for n ≈ 8,000, 9 up to ≈ 300,000 at δ = 1e-3 — and what the steps
+taken prove is reported either way: ``miss_margin`` (:func:`miss_margin`, worst case: no value
+beyond by more than that many spreads was missed) and ``miss_bound`` (from (3), in eigenvalue
+units; inf while (3) is not informative, i.e. ε ≥ 1/2). Missed values that stand out from the
+rest of B (a second copy of an outlier, a new outlier after a warm start) show up in a few
+steps, long before the bound settles. With one wanted value per end, a main run from a random
+start is itself such a probe (``restart.ThickRestart._shared_probe``).
 """
 
 from __future__ import annotations
