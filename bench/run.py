@@ -8,7 +8,7 @@ Each benchmark runs as a subprocess (so a memory setting or a crash in one canno
 another) with ``OMP_NUM_THREADS=--threads`` (default 1: stable times on a shared machine, see
 ``common.setup_torch``) and prints Markdown; ours also write JSON, gathered into ``--json``.
 
-Benchmarks: ours (``hvp``, ``topk``, ``density_trace``, ``scaling``, ``gpu`` — the last only
+Benchmarks: ours (``hvp``, ``topk``, ``sharpness_track``, ``density_trace``, ``scaling``, ``gpu`` — the last only
 on a CUDA device, or with ``--tiny --device cpu``) and, when their files exist, those of the
 other packages (``trainer_overhead``, ``hessian_jobs``, ``linesearch_cost``, ``projections``, ``hyper``,
 ``interventions_cost``),
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OURS = ("hvp", "topk", "density_trace", "scaling", "gpu")
+OURS = ("hvp", "topk", "sharpness_track", "density_trace", "scaling", "gpu")
 # Other packages' benchmarks: flags for (full, quick, tiny); they take --device where listed.
 OTHERS = {
     "trainer_overhead": ([], ["--steps", "200", "--repeats", "3"], ["--steps", "20", "--repeats", "1"]),

@@ -14,7 +14,7 @@ from landscape._reduce import first_nonfinite, first_true
 from landscape.errors import InputError, NonFiniteError
 from landscape.params import ParamSpec
 
-HVP_METHODS = ("forward_over_reverse", "double_backward")
+HVP_METHODS = ("auto", "measure", "forward_over_reverse", "double_backward")
 # Two forward passes on the same batch must agree to this relative level (max |a − b| /
 # max |a|): far above rounding of a deterministic forward (cuDNN algorithm choice moves
 # float32 results by ~1e-7), far below what dropout or random layers do (order 1).

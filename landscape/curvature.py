@@ -56,6 +56,10 @@ class _CurvatureOperator(LinearOperator):
 class HessianOperator(_CurvatureOperator):
     """H(θ) of the objective's full-dataset mean loss; ``H @ v`` is one HVP pass over the data."""
 
+    def provenance(self) -> dict[str, str]:
+        """``{"hvp_route": ...}``: how the objective computes its HVPs (see ``Objective.hvp_route``)."""
+        return {"hvp_route": self.objective.hvp_route}
+
     def _matvec(self, v: Tensor) -> Tensor:
         return self.objective.hvp(self.theta, v)
 

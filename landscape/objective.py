@@ -4,7 +4,9 @@ Every quantity is a sum over a fixed batch plan, each batch contributing its sum
 examples (its share of N), accumulated in float64 in a fixed order and divided by N, so
 results do not depend on the batch size (docs/contracts.md). HVPs are
 forward-over-reverse, ``jvp(grad(f))``, vmapped over blocks of vectors (Pearlmutter 1994;
-the ``torch.func.hessian`` recipe). The model is never modified (see ``_functional.py``).
+the ``torch.func.hessian`` recipe), or double backward, whichever is cheaper for the model at
+hand (``hvp_method="auto"`` or ``"measure"``, :mod:`landscape._hvp_route`). The model is never
+modified (see ``_functional.py``).
 
 Data-parallel use: give each process its shard and ``all_reduce=`` a function that sums a
 tensor across processes (e.g. ``lambda t: (dist.all_reduce(t), t)[1]``). The objective
@@ -35,6 +37,7 @@ from landscape import _checks as C
 from landscape import _kernels as K
 from landscape._batching import IterableBatches
 from landscape._functional import FunctionalModel
+from landscape._hvp_route import RouteChooser
 from landscape.losses import check_per_example, correct_per_example, num_correct, resolve_loss
 from landscape._reduce import Sums, concat_checked
 from landscape.curvature import GGNOperator, HessianOperator
@@ -67,7 +70,11 @@ class Objective:
         params: a :class:`ParamSpec`, or glob patterns on parameter names (θ covers only
             those; the rest stay fixed), or None for every trainable parameter.
         all_reduce: ``t -> t`` summing a tensor across data-parallel processes, or None.
-        hvp_method: ``"forward_over_reverse"`` (default) or ``"double_backward"`` (checked alternative).
+        hvp_method: ``"auto"`` (default: on the CPU double backward for blocks of vectors and for
+            2-D/3-D convolutional models, else forward-over-reverse — the cheaper routes measured
+            there, see ``landscape._hvp_route``), ``"measure"`` (time the routes on the first
+            products and keep the fastest), ``"forward_over_reverse"`` (``jvp(grad)``, vmapped
+            blocks) or ``"double_backward"``; the route used is :attr:`hvp_route`.
         vmap_chunk: most vectors per vmapped pass in block products (None: the whole block).
         dtype, device: of the computation (default: the model's); ``dtype=torch.float64``
             casts parameters, buffers and floating data.
@@ -81,7 +88,7 @@ class Objective:
     def __init__(self, model: nn.Module, inputs: Tensor | None = None, targets: Tensor | None = None, *,
                  data: Iterable | None = None, loss: str | Callable = "cross_entropy", batch_size: int = 1024,
                  bn: str = "eval", params: ParamSpec | Sequence[str] | None = None,
-                 all_reduce: Callable[[Tensor], Tensor] | None = None, hvp_method: str = "forward_over_reverse",
+                 all_reduce: Callable[[Tensor], Tensor] | None = None, hvp_method: str = "auto",
                  vmap_chunk: int | None = None, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None, num_examples: int | None = None):
         C.check_options(batch_size, hvp_method, vmap_chunk)
@@ -90,6 +97,7 @@ class Objective:
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "callable")
         self._loss_fn = resolve_loss(loss)
         self._f = FunctionalModel(model, C.param_spec(model, params), bn, dtype, device)
+        self._routes = RouteChooser(hvp_method, device, model)
         self._batches = C.batch_source(inputs, targets, data, batch_size, dtype, device, num_examples)
         self._check_first_batch()
 
@@ -118,6 +126,11 @@ class Objective:
     def device(self) -> torch.device:
         """device of the computation."""
         return self._f.device
+
+    @property
+    def hvp_route(self) -> str:
+        """How HVPs are computed: ``"auto:single=…,block=…"``, ``"measure:single=…,block=…"`` or the fixed route."""
+        return self._routes.summary()
 
     @property
     def batch_size(self) -> int | None:
@@ -160,7 +173,11 @@ class Objective:
     def hvp(self, theta: Tensor, v: Tensor) -> Tensor:
         """H(θ) v for ``v`` of shape ``(P,)``, or the rows H v_j for a block ``(k, P)``."""
         th, V = self._theta_in(theta), self._tangents_in(v)
-        mean = self._mean(lambda x, y: self._hvp_batch(th, V, x, y).reshape(-1), "Hessian-vector product")
+
+        def compute(route: str) -> Tensor:
+            return self._mean(lambda x, y: self._hvp_batch(th, V, x, y, route).reshape(-1), "Hessian-vector product")
+
+        mean = self._routes.run(V.shape[0], compute)
         return self._out(mean.reshape(v.shape), theta)
 
     def ggnvp(self, theta: Tensor, v: Tensor) -> Tensor:
@@ -307,11 +324,11 @@ class Objective:
         z = self._f(theta, x)
         return torch.stack([self._loss_fn(z, y).sum(), num_correct(z, y)])
 
-    def _hvp_batch(self, theta: Tensor, V: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    def _hvp_batch(self, theta: Tensor, V: Tensor, x: Tensor, y: Tensor, route: str) -> Tensor:
         losses = lambda t: self._losses(t, x, y)  # noqa: E731
-        if self.hvp_method == "double_backward":
+        if route == "double_backward":
             return K.hvp_sum_double_backward(losses, theta, V)
-        return K.hvp_sum(losses, theta, V, self.vmap_chunk)
+        return K.hvp_sum(losses, theta, V, 1 if route == "forward_over_reverse_loop" else self.vmap_chunk)
 
     def _grad_norms(self, theta: Tensor, x: Tensor, y: Tensor, chunk: int) -> Tensor:
         if self.bn == "train":

@@ -80,6 +80,11 @@ class LinearOperator:
     def _matmat(self, V: Tensor) -> Tensor:
         return torch.stack([self._matvec(v) for v in V])
 
+    def provenance(self) -> dict[str, str]:
+        """How this operator computes its products, as strings to store beside a result
+        (e.g. ``{"hvp_route": "double_backward"}``); empty unless a subclass says more."""
+        return {}
+
     def to_scipy(self):
         """Return a float64 ``scipy.sparse.linalg.LinearOperator`` (for cross-checks).
 
@@ -200,6 +205,16 @@ class _Wrapper(LinearOperator):
         A = as_operator(A)
         super().__init__(A.dim, A.dtype, A.device)
         self.base = A
+
+    def provenance(self) -> dict[str, str]:
+        """The wrapped operator's provenance."""
+        return self.base.provenance()
+
+
+def operator_provenance(A) -> dict[str, str]:
+    """``A.provenance()`` for an operator that has one, else ``{}``."""
+    fn = getattr(A, "provenance", None)
+    return {str(k): str(v) for k, v in fn().items()} if callable(fn) else {}
 
 
 class ShiftedOperator(_Wrapper):

@@ -50,11 +50,13 @@ def test_hvp_benchmark_runs_and_every_tool_agrees(tmp_path):
 
 @pytest.mark.slow
 def test_other_benchmarks_run_at_tiny_size(tmp_path):
-    entries = {e["name"]: e for e in _run_suite(tmp_path, "topk,density_trace,scaling,gpu",
+    entries = {e["name"]: e for e in _run_suite(tmp_path, "topk,sharpness_track,density_trace,scaling,gpu",
                                                  "--markdown", str(tmp_path / "suite.md"), timeout=SLOW_TIMEOUT_S)}
-    assert set(entries) == {"topk", "density_trace", "scaling", "gpu"}
-    topk = entries["topk"]["results"]
-    assert topk["reference"]["converged"], "the top-k reference eigsh did not converge"
+    assert set(entries) == {"topk", "sharpness_track", "density_trace", "scaling", "gpu"}
+    for name, problem in entries["topk"]["results"]["problems"].items():
+        assert problem["reference"]["converged"], f"{name}: the top-k reference eigsh did not converge"
+    track = entries["sharpness_track"]["results"]["per_k"]
+    assert all(point["rows"]["ours, warm"]["error"] <= 1e-3 for points in track.values() for point in points)
     slq = {r["method"]: r for r in entries["density_trace"]["results"]["slq"]["rows"]}
     assert math.isfinite(slq["ours spectral_density"]["w1_rel"])
     assert entries["gpu"]["results"]["tiny"] and Path(entries["scaling"]["results"]["plot"]).exists()
