@@ -47,6 +47,8 @@ class DemoConfig:
     hessian_subset: int = 1000  # examples in the Hessian jobs (the run's fixed seeded subset)
     noise_scales: str = "0.01,0.03"  # σ of the noise per eigen-band (landscape intervene)
     noise_draws: int = 4        # draws per band and scale
+    papyan_k: int = 10          # top eigenvalues per part of Papyan's decomposition (C = 10 classes)
+    papyan_density: tuple = (2, 30)  # SLQ probes and Lanczos steps per part
     k: int = 6
     tol: float = 1e-3
     density: tuple = (3, 40)   # probes, Lanczos iterations
@@ -59,7 +61,7 @@ class DemoConfig:
 QUICK = DemoConfig(epochs=2, milestones="31,46", save_every=4, eval_every=8, sharpness_every=16,
                    sharpness_subset=200, hessian_steps="every:4", density_steps="every:8", hessian_subset=300,
                    k=3, density=(2, 20), trace_matvecs=12, surface_grid=5, zoom_points=51, noise_scales="0.03",
-                   noise_draws=2)
+                   noise_draws=2, papyan_k=5, papyan_density=(2, 20))
 
 
 def stages(out: Path, c: DemoConfig, device: str | None) -> list[tuple[str, list[str]]]:
@@ -94,7 +96,7 @@ def stages(out: Path, c: DemoConfig, device: str | None) -> list[tuple[str, list
         ("interventions in the eigenbasis", ["intervene", r, "--steps", "last", "--eigen", res, "--out", res,
          "--do", "newton,noise", "--noise-scales", c.noise_scales, "--draws", str(c.noise_draws), *dev]),
         ("Papyan's decomposition of the Gauss-Newton matrix", ["papyan", r, "--steps", "last", "--subset",
-         str(c.hessian_subset), "--density", *map(str, c.density), "--out", res, *dev]),
+         str(c.hessian_subset), "--k", str(c.papyan_k), "--density", *map(str, c.papyan_density), "--out", res, *dev]),
         # x: the segment from the final θ (x = 0) to the initial θ_0 (x = 1); y: a filter-normalized
         # random direction (Li et al. 2018) — the whole trajectory projects onto this plane.
         ("2-D loss surface with the trajectory", ["surface", r, "--steps", "last", "--out", res,
