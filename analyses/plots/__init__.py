@@ -181,6 +181,21 @@ def step_items(results, analysis: str, quantity: str) -> list[tuple[int, dict]]:
     return [(step, results.read_item(key)[0]) for step, key in found]
 
 
+def last_step_item(results, analysis: str, quantity: str, hint: str = "") -> tuple[int, dict]:
+    """``(step, arrays)`` of the latest step holding ``analysis/…/quantity``.
+
+    Raises:
+        MissingData: none stored (the message names the command, with ``hint`` appended).
+    """
+    if results is None:
+        raise MissingData("no results file given")
+    found = results.items(analysis, quantity)
+    if not found:
+        raise MissingData(f"no {analysis} {quantity} items stored (run `landscape {analysis}{hint}`)")
+    step, key = found[-1]
+    return step, results.read_item(key)[0]
+
+
 def by_step(results, analysis: str) -> dict[int, dict[str, dict]]:
     """``{step: {quantity: arrays}}`` of every complete per-step item of ``analysis``."""
     if results is None:

@@ -13,8 +13,7 @@ import math
 import numpy as np
 
 from analyses.plots import MissingData, register
-from analyses.plots.style import styled
-from analyses.plots.style import PALETTE, figure
+from analyses.plots.style import PALETTE, figure, styled
 
 LABELS = {"lr": r"learning rate $\eta$", "init_scale": "initial scale", "l2": r"L2 penalty $\lambda$"}
 

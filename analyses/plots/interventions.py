@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyses.plots import MissingData, by_step, register
+from analyses.plots import MissingData, by_step, last_step_item, register
 from analyses.plots.style import PALETTE, figure, styled
 
 SPLIT_COLOURS = {"fit": PALETTE[2], "train": PALETTE[0], "test": PALETTE[1]}
@@ -19,11 +19,7 @@ VARIANT_LABELS = {"control": "SGD (control)", "inverse": r"inverse-$\lambda$", "
 
 def last_item(results, quantity: str) -> tuple[int, dict]:
     """``(step, arrays)`` of the latest step holding ``intervene/…/quantity``."""
-    items = {s: q[quantity] for s, q in by_step(results, "intervene").items() if quantity in q}
-    if not items:
-        raise MissingData(f"no intervene {quantity} items stored (run `landscape intervene --do {quantity}`)")
-    step = max(items)
-    return step, items[step]
+    return last_step_item(results, "intervene", quantity, f" --do {quantity}")
 
 
 def _threshold_axis(ax, a: dict) -> None:

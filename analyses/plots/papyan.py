@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from analyses.plots import MissingData, by_step, register
+from analyses.plots import last_step_item, register
 from analyses.plots.spectrum import gaussian_density
 from analyses.plots.style import DIVERGING_CMAP, PALETTE, figure, styled
 
@@ -21,11 +21,8 @@ DENSITY_FLOOR = 1e-6
 
 
 def last(results, quantity: str) -> tuple[int, dict]:
-    items = {s: q[quantity] for s, q in by_step(results, "papyan").items() if quantity in q}
-    if not items:
-        raise MissingData(f"no papyan {quantity} items stored (run `landscape papyan`)")
-    step = max(items)
-    return step, items[step]
+    """``(step, arrays)`` of the latest step holding ``papyan/…/quantity``."""
+    return last_step_item(results, "papyan", quantity, "")
 
 
 @register("papyan_spectra", title="Spectra of the Hessian and its parts", caption="Top eigenvalues (certified Lanczos) of the Hessian H, its Gauss–Newton part G, "

@@ -5,8 +5,14 @@ import pytest
 import torch
 
 from checkpoints import open_run, train
-from checkpoints.continuation import (ContinuationConfig, EigenShaper, ExamplePlan, OffsetPlan, continue_training,
-                                      run_plan)
+from checkpoints.continuation import (
+    ContinuationConfig,
+    EigenShaper,
+    ExamplePlan,
+    OffsetPlan,
+    continue_training,
+    run_plan,
+)
 from landscape.errors import InputError
 from landscape.optim import SubspaceShape
 
@@ -17,8 +23,9 @@ IDENTITY_SHAPE_ATOL = 1e-5
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A 30-step run (BN, momentum, weight decay, augmentation) and the same run trained to 40 steps."""
-    from checkpoints import TrainConfig
     from trainer_helpers import TINY
+
+    from checkpoints import TrainConfig
 
     d = tmp_path_factory.mktemp("continuation")
     torch.set_num_threads(1)

@@ -2,7 +2,6 @@
 
 import json
 import struct
-import sys
 
 import numpy as np
 import pytest
@@ -14,20 +13,8 @@ from checkpoints import open_run
 from checkpoints.state_files import read_safetensors
 from landscape.errors import InputError
 from landscape.io import ResultsFile, RunFile
-from user_code import write_user_module
 
 MODEL = ["--model", "mynets:Net", "--dataset", "mynets:blobs"]
-
-
-@pytest.fixture(scope="module")
-def user_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("user")
-    write_user_module(d)
-    sys.path.insert(0, str(d))
-    torch.set_num_threads(1)
-    yield d
-    sys.path.remove(str(d))
-    sys.modules.pop("mynets", None)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ Skipped cleanly where Lightning is not installed (``make test``); CI installs th
 extra only when pip's resolver keeps the torch that is there (``.ci/install-extra``).
 """
 
-import sys
 
 import numpy as np
 import pytest
@@ -13,28 +12,18 @@ import torch.nn.functional as F
 
 pl = pytest.importorskip("lightning.pytorch", reason="PyTorch Lightning is not installed (the lightning extra)")
 
+
 from checkpoints import open_run  # noqa: E402
 from checkpoints.lightning import LandscapeCallback  # noqa: E402
 from checkpoints.recorder import with_indices  # noqa: E402
 from landscape.errors import InputError  # noqa: E402
 from landscape.io import RunFile  # noqa: E402
-from user_code import write_user_module  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def user_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("user")
-    write_user_module(d)
-    sys.path.insert(0, str(d))
-    torch.set_num_threads(1)
-    yield d
-    sys.path.remove(str(d))
-    sys.modules.pop("mynets", None)
 
 
 def fit(out, steps: int, accumulate: int = 1):
-    import landscape as ls
     import mynets
+
+    import landscape as ls
 
     class Lit(pl.LightningModule):
         def __init__(self):

@@ -7,7 +7,14 @@ import pytest
 
 import checkpoints.schedules as schedules
 from checkpoints.config import TrainConfig
-from checkpoints.schedules import Constant, Cosine, Piecewise, StepDecay, Warmup, make_schedule
+from checkpoints.schedules import (
+    Constant,
+    Cosine,
+    Piecewise,
+    StepDecay,
+    Warmup,
+    make_schedule,
+)
 
 EXACT = 0.0      # piecewise-constant schedules return stored floats: no rounding at all
 COSINE_RTOL = 1e-15  # one cos() and three flops in float64

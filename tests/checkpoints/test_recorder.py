@@ -13,27 +13,16 @@ import numpy as np
 import pytest
 import torch
 from recorder_loop import BATCH, batch, loop, make, train_step
+from user_code import write_user_module
 
 from analyses.cli import main
 from analyses.cli.info import format_info, run_info
 from checkpoints import Recorder, open_run
 from landscape.errors import ConfigMismatchError, InputError
 from landscape.io import RunFile
-from user_code import write_user_module
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHILD_TIMEOUT_S = 120
-
-
-@pytest.fixture(scope="module")
-def user_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("user")
-    write_user_module(d)
-    sys.path.insert(0, str(d))
-    torch.set_num_threads(1)
-    yield d
-    sys.path.remove(str(d))
-    sys.modules.pop("mynets", None)
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import torch
 
 from checkpoints.setup import load_data
 from checkpoints.step import Stepper
-from landscape.optim import sgd_update
 from landscape.models import build_model
+from landscape.optim import sgd_update
 
 # Batched float32 mean (torch) vs float64 sum of float32 per-example losses: a few float32 ulps.
 EVAL_RTOL = 1e-6

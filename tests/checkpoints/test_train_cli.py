@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-from trainer_helpers import cli_args
 from data_utils import make_cifar_batches, write_cifar_dir
+from trainer_helpers import cli_args
 
 from analyses.cli import main
 from landscape.io import RunFile, sha256_array

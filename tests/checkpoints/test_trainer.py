@@ -123,8 +123,8 @@ def test_divergence_stops_names_the_step_and_keeps_a_readable_file(tiny, tmp_pat
 
 
 def test_full_disk_is_a_clear_error(tiny, tmp_path, monkeypatch):
-    from landscape.io import RunWriter
     from checkpoints import DiskFullError
+    from landscape.io import RunWriter
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -10,9 +10,6 @@ import subprocess
 import sys
 
 import numpy as np
-import torch
-
-from checkpoints import TrainConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
