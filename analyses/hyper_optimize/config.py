@@ -153,12 +153,16 @@ def _check_numbers(c: OptimizeConfig) -> None:
 
 
 RECIPE_NAMES = tuple(MAIN_GROUP)
+DISTILL = dict(groups=("train_inputs", "log_lr"), model_kwargs={"in_dim": 40, "hidden": [100], "activation": "tanh"},
+               dataset_kwargs={"num_train": 4000, "num_test": 1000}, num_val=3500, lr=0.1, momentum=0.0,
+               full_batch=True, steps=10, lr_shape="step", distill_start="zeros", iterations=1000, meta_lr=0.02,
+               eval_seeds=10, const_lo=0.01, const_hi=10.0)
 
 # Each recipe at its default size runs in ≤ 10 minutes on 2 CPU cores (bench/hyperopt.py).
 RECIPES = {
     # A learning-rate schedule: one log η per step (optionally per layer: lr_shape=step_layer), from a
     # small constant rate; compared with the best constant rate on the same T.
-    "schedule": dict(groups=("log_lr",), lr=0.03, lr_shape="step", iterations=60, meta_lr=0.05),
+    "schedule": dict(groups=("log_lr",), lr=0.03, lr_shape="step", iterations=60, meta_lr=0.05, const_num=25),
     # Per-layer initial weight distributions: a monotone quantile function of K knots per parameter tensor.
     "init": dict(groups=("init_quantiles",), lr=0.1, iterations=60, meta_lr=0.02),
     # Per-weight L2 penalties (automatic relevance determination) on logistic regression.
@@ -166,16 +170,11 @@ RECIPES = {
                 dataset_kwargs={"num_train": 1300, "num_test": 1000}, lr=0.5, batch_size=100, steps=300,
                 l2_init=1e-3, iterations=80, meta_lr=0.1, const_lo=1e-5, const_hi=10.0, const_num=13),
     # A distilled training set: one example per class (and a per-step learning rate) such that a freshly
-    # initialised net trained on them alone does best on validation data; random init every meta-iteration.
-    "distill": dict(groups=("train_inputs", "log_lr"), model_kwargs={"in_dim": 40, "hidden": [100], "activation": "tanh"},
-                    lr=0.1, momentum=0.0, full_batch=True, steps=10, lr_shape="step", iterations=300,
-                    meta_lr=0.02, seeds_per_iter=4, eval_seeds=10, const_lo=0.01, const_hi=10.0),
+    # initialised net trained on them alone does best on validation data; a new init every meta-iteration.
+    # The training split is only the pool of the random real examples: most of it is the validation set.
+    "distill": dict(DISTILL, seeds_per_iter=4),
     # The same with one fixed initialisation (Wang et al. 2018's "fixed init" setting).
-    "distill_fixed": dict(groups=("train_inputs", "log_lr"),
-                          model_kwargs={"in_dim": 40, "hidden": [100], "activation": "tanh"},
-                          lr=0.1, momentum=0.0, full_batch=True, steps=10, lr_shape="step", iterations=300,
-                          meta_lr=0.02, seeds_per_iter=1, init="fixed", eval_seeds=10, const_lo=0.01,
-                          const_hi=10.0),
+    "distill_fixed": dict(DISTILL, seeds_per_iter=1, init="fixed"),
 }
 
 

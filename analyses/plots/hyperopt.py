@@ -133,7 +133,8 @@ def hyperopt_learning_curves(results, run):
         for ax, label in zip(axes, ("validation loss", "test loss", "test accuracy")):
             ax.set_xlabel("training step")
             ax.set_ylabel(label)
-        axes[0].legend(loc="best")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=3)
         fig.suptitle(f"recipe: {recipe} ({len(attrs['eval_seeds'])} held-out seeds)")
         figs.append((recipe, fig))
     return figs
@@ -191,7 +192,8 @@ def quantile_density(knots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
           "learned quantile function (solid steps; every bin carries the same probability, so none is empty), the "
           "empirical histogram of the initial weights it gives one held-out net (bars), and the model's own "
           "initialisation it started from (dashed). Look for layers whose scale or shape moved, and for the "
-          "histogram following the density (small layers, e.g. biases, have fewer weights than bins).",
+          "histogram following the density (small layers, e.g. biases, have fewer weights than bins; the density "
+          "axis stops at 4× the median bin, so the spikes of very narrow bins are cut).",
           title="Learned initial weight distributions per layer")
 @styled
 def hyperopt_init(results, run):
@@ -204,10 +206,12 @@ def hyperopt_init(results, run):
     for i, name in enumerate(names):
         ax = axes.flat[i]
         theta = np.asarray(a["theta0_learned"], float)[offsets[i]:offsets[i + 1]]
-        ax.hist(theta, bins=min(40, max(5, len(theta) // 5)), density=True, color=PALETTE[5], alpha=0.5, label="histogram")
+        counts, edges = np.histogram(theta, bins=min(40, max(5, len(theta) // 5)), density=True)
+        ax.stairs(counts, edges, fill=True, color=PALETTE[5], alpha=0.5, label="histogram")
         for knots, style, label in ((a["knots_learned"][i], "-", "learned"), (a["knots_initial"][i], "--", "start")):
             edges, dens = quantile_density(knots)
             ax.stairs(dens, edges, color=PALETTE[0] if style == "-" else "black", ls=style, lw=1.0, label=label)
+        _cap_density(ax, counts, a["knots_learned"][i])
         ax.set_title(f"{name} ({sizes[i]} weights)")
         ax.set_xlabel("initial value")
     for ax in list(axes.flat)[len(names):]:
@@ -215,6 +219,18 @@ def hyperopt_init(results, run):
     axes.flat[0].set_ylabel("density")
     axes.flat[0].legend(loc="best", fontsize=6)
     return [("", fig)]
+
+
+DENSITY_CAP = 4.0  # the density axis stops at this × the median bin's density (spikes of narrow bins are cut)
+
+
+def _cap_density(ax, counts: np.ndarray, knots: np.ndarray) -> None:
+    """Top of the density axis: the histogram's or the learned density's peak, the latter at most
+    DENSITY_CAP × its median bin."""
+    _, dens = quantile_density(knots)
+    dens = dens[np.isfinite(dens)]
+    top = max(float(counts.max()), min(float(dens.max()), DENSITY_CAP * float(np.median(dens))))
+    ax.set_ylim(0, 1.05 * top)
 
 
 @register("hyperopt_ard", caption="Automatic relevance determination on logistic regression: the learned per-weight "

@@ -176,3 +176,68 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(runs, tmp_path):
     for key in resumed:
         for name in whole[key]:
             np.testing.assert_array_equal(resumed[key][name], whole[key][name], err_msg=f"{key}/{name}")
+
+
+def _draw(path, figure: str):
+    from analyses.output.render import open_inputs_for_figures
+    from analyses.plots import all_figures
+
+    with open_inputs_for_figures([str(path)]) as (results, run):
+        drawn = all_figures()[figure].draw(results, run)
+        stored = {k: results.read_item(k)[0] for k in results.keys("hyperopt/")}
+    return drawn, stored
+
+
+def test_progress_and_learning_curves_draw_the_stored_numbers(runs):
+    (name, fig), = _draw(runs["schedule"], "hyperopt_progress")[0]
+    stored = _draw(runs["schedule"], "hyperopt_progress")[1]
+    its = [stored[f"hyperopt/schedule/iter_{k:05d}"] for k in range(3)]
+    loss = fig.axes[0]
+    np.testing.assert_allclose(loss.lines[1].get_ydata(), [a["val_loss"].mean() for a in its])   # validation
+    np.testing.assert_allclose(loss.lines[2].get_ydata(), [a["test_loss"].mean() for a in its])
+    assert fig.axes[2].get_yscale() == "log" and name == "schedule"
+    (_, curves), = _draw(runs["ard"], "hyperopt_learning_curves")[0]
+    ev = _draw(runs["ard"], "hyperopt_learning_curves")[1]["hyperopt/ard/evaluation"]
+    np.testing.assert_allclose(curves.axes[0].lines[0].get_ydata(), ev["curve.learned.val_loss"].mean(axis=0))
+    np.testing.assert_allclose(curves.axes[2].lines[1].get_ydata(), ev["curve.best.test_acc"].mean(axis=0))
+
+
+def test_schedule_figure_shows_the_learned_rates_and_the_best_constant(runs):
+    drawn, stored = _draw(runs["schedule"], "hyperopt_schedule")
+    ((_, fig),), ev = drawn, stored["hyperopt/schedule/evaluation"]
+    top = fig.axes[0]
+    learned = [line for line in top.lines if line.get_label() == "learned"][0]
+    np.testing.assert_allclose(learned.get_ydata(), ev["lr_learned"][:, 0])
+    best = [line for line in top.lines if line.get_label() == "best constant"][0]
+    assert best.get_ydata()[0] == pytest.approx(float(ev["best_const"]))
+
+
+def test_init_figure_draws_the_learned_density_and_the_histogram(runs):
+    from analyses.plots.hyperopt import quantile_density
+
+    drawn, stored = _draw(runs["init"], "hyperopt_init")
+    ((_, fig),), ev = drawn, stored["hyperopt/init/evaluation"]
+    ax = fig.axes[0]
+    steps = [p for p in ax.patches if p.get_label() == "learned"][0]
+    edges, dens = quantile_density(ev["knots_learned"][0])
+    np.testing.assert_allclose(steps.get_data().values, dens)
+    np.testing.assert_allclose(steps.get_data().edges, edges)
+    hist = [p for p in ax.patches if p.get_label() == "histogram"][0]
+    assert np.sum(hist.get_data().values * np.diff(hist.get_data().edges)) == pytest.approx(1.0)   # a density
+
+
+def test_ard_strips_are_the_penalties_in_the_inputs_shape(runs):
+    drawn, stored = _draw(runs["ard"], "hyperopt_ard")
+    ((_, fig),), ev = drawn, stored["hyperopt/ard/evaluation"]
+    image = fig.axes[0].images[0].get_array()
+    assert image.shape == (10, 40)                                     # classes × positions of the 1-D signal
+    np.testing.assert_allclose(image, np.log10(ev["l2_learned"][:400].reshape(10, 40)))
+
+
+def test_distill_figures_draw_the_examples_and_the_table(runs):
+    drawn, stored = _draw(runs["distill"], "hyperopt_distill")
+    ((_, fig),), ev = drawn, stored["hyperopt/distill/evaluation"]
+    distilled = [line for line in fig.axes[3].lines if line.get_label() == "distilled"][0]
+    np.testing.assert_allclose(distilled.get_ydata(), ev["distilled_inputs"][3])
+    (_, table), = _draw(runs["distill"], "hyperopt_distill_table")[0]
+    np.testing.assert_allclose(table.axes[0].lines[0].get_ydata(), ev["distilled_test_acc"])
