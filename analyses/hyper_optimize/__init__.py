@@ -24,5 +24,18 @@ from analyses.hyper_optimize.evaluate import evaluate
 from analyses.hyper_optimize.work import (MetaState, OptimizeWork, ProblemData, choose_route, eval_seeds,
                                           evaluation_key, iteration_key, iteration_seeds)
 
-__all__ = ["MetaState", "OptimizeConfig", "OptimizeWork", "ProblemData", "RECIPES", "RECIPE_NAMES", "choose_route",
-           "eval_seeds", "evaluate", "evaluation_key", "iteration_key", "iteration_seeds", "recipe"]
+__all__ = [
+                                          "RECIPES",
+                                          "RECIPE_NAMES",
+                                          "MetaState",
+                                          "OptimizeConfig",
+                                          "OptimizeWork",
+                                          "ProblemData",
+                                          "choose_route",
+                                          "eval_seeds",
+                                          "evaluate",
+                                          "evaluation_key",
+                                          "iteration_key",
+                                          "iteration_seeds",
+                                          "recipe",
+]

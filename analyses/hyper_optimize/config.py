@@ -37,7 +37,7 @@ class OptimizeConfig:
     """One hyperparameter optimisation (units in comments)."""
 
     recipe: str = "schedule"             # schedule | init | ard | distill | distill_fixed (its evaluation)
-    groups: tuple = ("log_lr",)          # hyperparameter groups optimised (landscape.hyper.GROUPS)
+    groups: tuple = ("log_lr",)          # groups optimised, comma-separated: log_lr, momentum, log_init_scale, init_quantiles, log_l2, train_inputs
     # the training problem (inner loop); validation = the last num_val training examples, test = test split
     model: str = "mlp"                   # model name (landscape.models), no BatchNorm
     model_kwargs: dict = field(default_factory=lambda: dict(MLP_TANH))      # JSON

@@ -107,7 +107,7 @@ def _rms_panel(ax, p: dict, groups: list, names: list) -> None:
             label = f"{g}" + (f" · {names[b]}" if rms.shape[1] == len(names) and rms.shape[1] > 1 else "")
             ax.plot(p["k"], rms[:, b], styles[i % len(styles)], color=PALETTE[b % len(PALETTE)], lw=0.9, label=label)
     ax.set_yscale("log")
-    ax.set_ylabel("raw hypergradient RMS per block")
+    ax.set_ylabel("raw hypergradient RMS")
     if sum(p[f"rms.{g}"].shape[1] for g in groups) <= 8:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=5)
 
@@ -241,7 +241,7 @@ def _cap_density(ax, counts: np.ndarray, knots: np.ndarray) -> None:
           title="Per-weight L2 penalties (ARD) in the input's shape")
 @styled
 def hyperopt_ard(results, run):
-    (a, attrs), = _evaluations(results, ("ard",)).values()
+    (a, _), = _evaluations(results, ("ard",)).values()
     shape = tuple(int(s) for s in a["weight_shape"])
     if len(shape) != 2:
         raise MissingData(f"the first layer's weights have shape {shape}; the strips need a (classes, inputs) matrix")
