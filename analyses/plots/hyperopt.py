@@ -11,13 +11,8 @@ from __future__ import annotations
 import matplotlib
 import numpy as np
 
-from analyses.plots import MissingData, define_section, register
+from analyses.plots import MissingData, register
 from analyses.plots.style import DIVERGING_CMAP, PALETTE, SEQUENTIAL_CMAP, figure, styled
-
-define_section("hyperopt", "Hyperparameter optimisation",
-               "Hyperparameters no grid search could reach — a learning rate per step, initial weight "
-               "distributions per layer, an L2 penalty per weight, the training examples themselves — "
-               "optimised by gradient descent on the validation loss after training.")
 
 SPLIT_LABELS = {"train": "meta-train (inner training set)", "val": "validation (the meta-objective)",
                 "test": "test (never optimised)"}
