@@ -64,6 +64,7 @@ class ProblemSource:
             return (d.x_train, d.y_train), (d.x_test, d.y_test), (d.x_test, d.y_test)
         n = len(d.x_train) - num_val
         if self.run is not None:
+            self.run.close()
             raise InputError("a validation set held out of the training split cannot be used with a run file "
                              "(its logged batches index the whole split); give the problem by options instead")
         if num_val < 0 or n < 1:

@@ -147,33 +147,52 @@ def hyperopt_schedule(results, run):
     if not entry or not entry["iterations"] or entry["evaluation"] is None:
         raise MissingData("no complete schedule recipe in the file (`landscape hyper optimize --recipe schedule`)")
     its, (ev, _) = entry["iterations"], entry["evaluation"]
-    names = its[0][1].get("layer_names", [])
-    lr = np.asarray(ev["lr_learned"], float)
+    T = int(np.asarray(ev["curve_steps"])[-1])
     fig, (top, bottom) = figure("double", aspect=0.6, nrows=2, sharex=True)
+    single = _schedule_panel(top, its, ev, T)
+    _schedule_gradient_panel(bottom, its, T, single)
+    return [("", fig)]
+
+
+def _schedule_panel(ax, its: list, ev: dict, T: int) -> bool:
+    """The learned schedules, the evolution of a single one, the best constant and the start; True if single."""
+    names, lr = its[0][1].get("layer_names", []), per_step(ev["lr_learned"], T)
+    single, cmap = lr.shape[1] == 1, matplotlib.colormaps[SEQUENTIAL_CMAP]
     picks = np.unique(np.linspace(0, len(its) - 1, min(6, len(its))).round().astype(int))
-    cmap = matplotlib.colormaps[SEQUENTIAL_CMAP]
-    lr = lr.reshape(len(lr), -1)
-    single = lr.shape[1] == 1
     for n, i in enumerate(picks[:-1] if single else []):   # the schedule's evolution (one schedule only)
-        h = np.exp(np.asarray(its[i][0].get("hyper.log_lr", its[i][0]["phi.log_lr"]), float)).reshape(len(lr), -1)
-        top.plot(np.arange(len(lr)), h[:, 0], color=cmap(0.85 - 0.6 * n / max(1, len(picks) - 1)), lw=0.7,
-                 label=f"meta-iteration {its[i][1]['iteration']}")
+        h = np.exp(per_step(its[i][0].get("hyper.log_lr", its[i][0]["phi.log_lr"]), T))
+        ax.plot(np.arange(T), h[:, 0], color=cmap(0.85 - 0.6 * n / max(1, len(picks) - 1)), lw=0.7,
+                label=f"meta-iteration {its[i][1]['iteration']}")
     for col in range(lr.shape[1]):
         label = "learned" + ("" if single else f" · {names[col] if col < len(names) else col}")
-        top.plot(np.arange(len(lr)), lr[:, col], color=PALETTE[col % len(PALETTE)], lw=1.4, label=label)
-    top.axhline(float(ev["best_const"]), color="black", ls="--", lw=0.8, label="best constant")
-    top.axhline(float(np.asarray(ev["lr_initial"]).reshape(-1)[0]), color="black", ls=":", lw=0.8, label="start")
-    top.set_yscale("log")
-    top.set_ylabel(r"learning rate $\eta_t$")
-    top.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=5)
+        ax.plot(np.arange(T), lr[:, col], color=PALETTE[col % len(PALETTE)], lw=1.4, label=label)
+    ax.axhline(float(ev["best_const"]), color="black", ls="--", lw=0.8, label="best constant")
+    ax.axhline(float(np.asarray(ev["lr_initial"]).reshape(-1)[0]), color="black", ls=":", lw=0.8, label="start")
+    ax.set_yscale("log")
+    ax.set_ylabel(r"learning rate $\eta_t$")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=5)
+    return single
+
+
+def _schedule_gradient_panel(ax, its: list, T: int, single: bool) -> None:
+    """dL/d ln η_t (summed over layers) at the first and the last meta-iteration."""
     for j, i in enumerate((0, len(its) - 1)):
-        g = np.asarray(its[i][0]["grad.log_lr"], float).reshape(len(lr), -1).sum(axis=1)
-        bottom.plot(np.arange(len(lr)), g, color=PALETTE[j], lw=0.9, label=f"meta-iteration {its[i][1]['iteration']}")
-    bottom.axhline(0, color="black", lw=0.4)
-    bottom.set_ylabel(r"$dL_{val}/d\ln\eta_t$" + ("" if single else " (all layers)"))
-    bottom.set_xlabel("training step t")
-    bottom.legend(loc="best", fontsize=6)
-    return [("", fig)]
+        raw = np.asarray(its[i][0]["grad.log_lr"], float)
+        g = per_step(raw, T).sum(axis=1)
+        if raw.ndim < 2 or raw.shape[0] == 1:
+            g = g / T        # one rate for every step: its hypergradient spread evenly over the steps
+        ax.plot(np.arange(T), g, color=PALETTE[j], lw=0.9, label=f"meta-iteration {its[i][1]['iteration']}")
+    ax.axhline(0, color="black", lw=0.4)
+    ax.set_ylabel(r"$dL_{val}/d\ln\eta_t$" + ("" if single else " (all layers)"))
+    ax.set_xlabel("training step t")
+    ax.legend(loc="best", fontsize=6)
+
+
+def per_step(values, T: int) -> np.ndarray:
+    """A stored ``log_lr`` (or its gradient) of shape (), (T, 1), (1, L) or (T, L) as a (T, L) array."""
+    a = np.asarray(values, float)
+    a = a.reshape(1, 1) if a.ndim == 0 else a.reshape(a.shape[0], -1)
+    return np.broadcast_to(a, (T, a.shape[1])) if a.shape[0] == 1 else a[:T]
 
 
 def quantile_density(knots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

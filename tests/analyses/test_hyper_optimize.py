@@ -241,3 +241,35 @@ def test_distill_figures_draw_the_examples_and_the_table(runs):
     np.testing.assert_allclose(distilled.get_ydata(), ev["distilled_inputs"][3])
     (_, table), = _draw(runs["distill"], "hyperopt_distill_table")[0]
     np.testing.assert_allclose(table.axes[0].lines[0].get_ydata(), ev["distilled_test_acc"])
+
+
+def test_per_step_reads_every_schedule_shape():
+    from analyses.plots.hyperopt import per_step
+
+    assert per_step(np.float64(0.5), 4).shape == (4, 1)
+    assert per_step(np.ones((1, 3)), 4).shape == (4, 3)
+    np.testing.assert_array_equal(per_step(np.arange(8.0).reshape(4, 2), 4)[:, 1], [1, 3, 5, 7])
+
+
+def test_problem_source_holds_the_validation_set_out_of_the_training_split(tiny_run):
+    import argparse
+
+    import torch
+
+    from analyses.driver.problems import ProblemSource
+
+    args = argparse.Namespace(run=None, dataset="mnist1d", dataset_kwargs={"num_train": 300, "num_test": 100},
+                              model="mlp", model_kwargs={"in_dim": 40, "hidden": [4]}, loss="cross_entropy", lr=0.1,
+                              momentum=0.9, weight_decay=0.0, nesterov=False, batch_size=25, full_batch=False)
+    with ProblemSource(args, 5, "cpu", torch.float64, num_val=100) as source:
+        prob = source.problem(0)
+        x = source.data.x_train
+        assert len(prob.x_train) == 200 and len(prob.x_val) == 100 and len(source.test[0]) == 100
+        torch.testing.assert_close(prob.x_val, x[200:].double())                # the last 100 training examples
+        assert int(prob.batches.max()) < 200                                    # batches never touch them
+        assert source.spec["validation"] == "last 100 of the training split"
+    with pytest.raises(InputError, match="cannot hold out 300"):
+        ProblemSource(args, 5, "cpu", torch.float64, num_val=300)
+    run_args = argparse.Namespace(**{**vars(args), "run": str(tiny_run.path)})
+    with pytest.raises(InputError, match="cannot be used with a run file"):
+        ProblemSource(run_args, 5, "cpu", torch.float64, num_val=10)
