@@ -236,7 +236,9 @@ def _knots(cfg: OptimizeConfig, group: str) -> int | None:
 def initial_hyper(cfg: OptimizeConfig, problem) -> dict[str, Tensor]:
     """h_0 of each optimised group, from the config (the problem gives L, P and the initial weights)."""
     L, P, T = len(problem.spec.names), problem.P, cfg.steps
-    full = lambda shape, value: torch.full(shape, float(value), dtype=problem.dtype, device=problem.device)  # noqa: E731
+    def full(shape, value):
+        return torch.full(shape, float(value), dtype=problem.dtype, device=problem.device)
+
     lr_shapes = {"scalar": (), "step": (T, 1), "layer": (1, L), "step_layer": (T, L)}
     l2_shapes = {"scalar": (), "layer": (L,), "weight": (P,)}
     makers = {"log_lr": lambda: full(lr_shapes[cfg.lr_shape], math.log(cfg.lr)),

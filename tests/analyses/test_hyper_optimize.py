@@ -206,9 +206,9 @@ def test_schedule_figure_shows_the_learned_rates_and_the_best_constant(runs):
     drawn, stored = _draw(runs["schedule"], "hyperopt_schedule")
     ((_, fig),), ev = drawn, stored["hyperopt/schedule/evaluation"]
     top = fig.axes[0]
-    learned = [line for line in top.lines if line.get_label() == "learned"][0]
+    learned = next(line for line in top.lines if line.get_label() == "learned")
     np.testing.assert_allclose(learned.get_ydata(), ev["lr_learned"][:, 0])
-    best = [line for line in top.lines if line.get_label() == "best constant"][0]
+    best = next(line for line in top.lines if line.get_label() == "best constant")
     assert best.get_ydata()[0] == pytest.approx(float(ev["best_const"]))
 
 
@@ -218,11 +218,11 @@ def test_init_figure_draws_the_learned_density_and_the_histogram(runs):
     drawn, stored = _draw(runs["init"], "hyperopt_init")
     ((_, fig),), ev = drawn, stored["hyperopt/init/evaluation"]
     ax = fig.axes[0]
-    steps = [p for p in ax.patches if p.get_label() == "learned"][0]
+    steps = next(p for p in ax.patches if p.get_label() == "learned")
     edges, dens = quantile_density(ev["knots_learned"][0])
     np.testing.assert_allclose(steps.get_data().values, dens)
     np.testing.assert_allclose(steps.get_data().edges, edges)
-    hist = [p for p in ax.patches if p.get_label() == "histogram"][0]
+    hist = next(p for p in ax.patches if p.get_label() == "histogram")
     assert np.sum(hist.get_data().values * np.diff(hist.get_data().edges)) == pytest.approx(1.0)   # a density
 
 
