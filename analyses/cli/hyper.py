@@ -1,7 +1,9 @@
-"""``landscape hyper ACTION``: hypergradients through training (``scan`` now; ``optimize`` next).
+"""``landscape hyper ACTION``: hypergradients through training (``scan``, ``optimize``).
 
     landscape hyper scan [RUN.h5] --hyper lr --min 0.01 --max 1 --num 40 \\
         --horizons 10,50,200 --seeds 0,1,2 --out SCAN.h5 [--route forward] [--points 0:10]
+    landscape hyper optimize --recipe schedule|init|ard|distill|distill_fixed --out OPT.h5 \\
+        [--iterations 60] [--meta-lr 0.05] [--steps 200] [...any field of the recipe's config]
 
 Each grid point is one results item ``hyper_scan/<hyper>/point_NNNNN`` (all seeds and horizons;
 attrs ``index``, ``value``); once every point is in the file, ``hyper_scan/<hyper>/summary`` holds
@@ -11,28 +13,37 @@ problem is the run file's (model, data, optimiser, its logged batches and θ_0 f
 other seeds are drawn as the trainer would draw them), or one given by ``--model``,
 ``--dataset`` and the optimiser options. ``--points a:b`` computes a chunk of the grid (what
 ``landscape jobs submit ... hyper scan ...`` gives each array task).
+
+``optimize`` runs a recipe of :mod:`analyses.hyper_optimize` (gradient descent on hyperparameters by
+their hypergradients): one item ``hyperopt/<recipe>/iter_NNNNN`` per meta-iteration (its state: a
+killed run continues from the last complete one; a file holding the recipe run with other settings is
+refused), then ``hyperopt/<recipe>/evaluation`` (the comparison on held-out seeds).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 from functools import partial
 
+from analyses import hyper_optimize as HO
 from analyses import hyper_scan as HS
 from analyses.cli.args import add_progress_args, add_recompute_arg
 from analyses.driver.inputs import check_device, default_device, torch_dtype
 from analyses.driver.problems import ProblemSource
 from analyses.driver.progress import progress, showing
 from analyses.driver.records import Item, Record
-from analyses.driver.runner import run_items
-from analyses.driver.settings import check_settings
+from analyses.driver.runner import run_items, write_table
+from analyses.driver.settings import check_settings, normal
+from analyses.hyper_optimize.config import field_help
 from landscape.errors import InputError, NonFiniteError
 
 NAME = "hyper"
 HELP = "hypergradients through training: scan the meta-loss and its hypergradient over a hyperparameter"
-ACTIONS = ("scan",)
+ACTIONS = ("scan", "optimize")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s = sub.add_parser("scan", help="meta-loss, hypergradient and chaos diagnostics on a log-spaced grid",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_scan_arguments(s)
+    o = sub.add_parser("optimize", help="optimise hyperparameters by their hypergradients (the seeds' recipes)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_optimize_arguments(o)
 
 
 def add_scan_arguments(s: argparse.ArgumentParser) -> None:
@@ -109,6 +123,8 @@ def item_keys(args) -> list[str]:
 def run(args) -> int:
     if args.hyper_action == "scan":
         return run_scan(args)
+    if args.hyper_action == "optimize":
+        return run_optimize(args)
     raise InputError(f"unknown action {args.hyper_action!r}; choose one of {', '.join(ACTIONS)}")
 
 
@@ -205,3 +221,115 @@ def pending_units(args) -> list[int]:
 def job_finalize(argv: list[str], args, out: str) -> list[str]:
     """After merging: ``hyper scan ... --summary-only`` writes the summary across all points."""
     return ["hyper", "scan", *argv, "--out", out, "--summary-only"]
+
+
+# ---- hyper optimize --------------------------------------------------------------------------------------
+
+def add_optimize_arguments(o: argparse.ArgumentParser) -> None:
+    """``--recipe``, ``--out``, one option per field of the recipe's config, execution options."""
+    o.add_argument("--recipe", required=True, help=f"one of {', '.join(HO.RECIPE_NAMES)}")
+    o.add_argument("--out", required=True, metavar="RESULTS.h5", help="results file (created or continued)")
+    g = o.add_argument_group("settings (default: the recipe's; see docs/hyperparameter-optimisation.md)")
+    notes = field_help()
+    for f in dataclasses.fields(HO.OptimizeConfig):
+        if f.name != "recipe":
+            g.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, type=_field_parser(f.name),
+                           help=notes.get(f.name, ""))
+    c = o.add_argument_group("execution")
+    c.add_argument("--device", default=default_device())
+    c.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="default float64")
+    c.add_argument("--threads", type=int, default=1, help="torch threads (default 1: small tensors, extra threads contend)")
+    add_recompute_arg(c)
+    add_progress_args(c)
+
+
+def _field_parser(name: str):
+    default = getattr(HO.OptimizeConfig(), name)
+    if name == "meta_lr_groups":
+        return lambda text: tuple((k, float(v)) for k, v in (p.split("=", 1) for p in text.split(",") if p.strip()))
+    if isinstance(default, tuple):
+        return lambda text: tuple(t.strip() for t in text.split(",") if t.strip())
+    if isinstance(default, dict):
+        return json.loads
+    if isinstance(default, bool):
+        return lambda text: {"true": True, "1": True, "false": False, "0": False}[text.strip().lower()]
+    return type(default)
+
+
+def run_optimize(args) -> int:
+    overrides = {k: v for k, v in vars(args).items()
+                 if k in HO.OptimizeConfig.__dataclass_fields__ and k != "recipe" and v is not None}
+    cfg = HO.recipe(args.recipe, **overrides)
+    device, dtype = check_device(args.device), torch_dtype(args.dtype)
+    with _threads(args.threads), ProblemSource(_problem_args(cfg), cfg.steps, device, dtype, num_val=cfg.num_val) \
+            as source, source.results(args.out) as results:
+        work = HO.OptimizeWork(cfg, HO.ProblemData(source.problem, source.train, source.val, source.test,
+                                                   source.targets, source.data.num_classes))
+        settings = {**cfg.iterate_settings(), "problem": source.spec}
+        _start(results, cfg, work, settings, args.recompute)
+        print(f"hyper optimize {cfg.recipe}: route {work.route} ({work.route_reason})")
+        bar = progress(cfg.iterations, f"hyper optimize {cfg.recipe}", unit="meta-iteration")
+        items = [Item(HO.iteration_key(cfg, k), partial(_iteration, work, k, args.out, bar)) for k in range(cfg.iterations)]
+        config = {**settings, "chosen_route": work.route, "route_reason": work.route_reason}
+        done = run_items(results, items, config=config, source=source.provenance, device=device,
+                         log=lambda line: bar.write(line) if showing() else print(line))
+        bar.close()
+        full = normal({**config, **cfg.as_dict()})
+        wrote = write_table(results, HO.evaluation_key(cfg), lambda: _evaluation(work, full), full, source.provenance)
+    print(f"{len(done.computed)} meta-iteration(s) computed, {len(done.skipped)} already complete"
+          + ("; evaluation written" if wrote else "") + f"; results in {args.out}")
+    return 0
+
+
+def _problem_args(cfg):
+    keys = ("model", "model_kwargs", "dataset", "dataset_kwargs", "loss", "lr", "momentum", "weight_decay",
+            "batch_size", "full_batch")
+    return argparse.Namespace(run=None, nesterov=False, **{k: getattr(cfg, k) for k in keys})
+
+
+def _start(results, cfg, work, settings: dict, recompute: bool) -> None:
+    """Refuse other settings (or clear them with --recompute), then continue after the last complete iteration."""
+    keys = results.keys(f"hyperopt/{cfg.recipe}/")
+    if recompute:
+        for key in keys:
+            results.remove_item(key)
+        return
+    check_settings(results, {k: settings for k in keys if k != HO.evaluation_key(cfg)},
+                   remedy="--recompute to start the optimisation over")
+    last = -1
+    while last + 1 < cfg.iterations and results.is_complete(HO.iteration_key(cfg, last + 1)):
+        last += 1
+    if last >= 0:
+        work.restore(results.read_item(HO.iteration_key(cfg, last))[0])
+
+
+def _iteration(work, k: int, out: str, bar) -> Record:
+    try:
+        record = work.iteration(k)
+    except NonFiniteError as err:
+        kept = f"meta-iterations 0–{k - 1} are kept in {out}" if k else f"nothing was written to {out}"
+        raise NonFiniteError(f"{err}; stopped: {kept}") from None
+    record.attrs["route_reason"] = work.route_reason
+    bar.update(1)
+    return record
+
+
+def _evaluation(work, settings: dict) -> Record:
+    record = HO.evaluate(work, work.state.phi)
+    record.attrs["settings"] = settings
+    print(f"evaluation: {record.summary}")
+    return record
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    import torch
+
+    if n < 1:
+        raise InputError(f"--threads must be ≥ 1, got {n}")
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

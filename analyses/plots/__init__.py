@@ -68,6 +68,9 @@ OTHER = Section("other", "Other analyses", "Figures registered outside the study
 BESIDE_STUDY = (
     Section("hyper", "Hypergradients", "Meta-loss and hypergradients against a training hyperparameter, and "
             "where unrolled differentiation turns chaotic."),
+    Section("hyperopt", "Hyperparameter optimisation", "Hyperparameters no grid search could reach — a learning "
+            "rate per step, initial weight distributions per layer, an L2 penalty per weight, the training examples "
+            "themselves — optimised by gradient descent on the validation loss after training."),
     Section("deeplinear", "Deep linear networks", "Exactly solvable deep linear nets: their landscape, "
             "critical points, learning-rate regimes, depth and initialisation."),
     Section("interventions", "Interventions in the eigenbasis", "What each part of the spectrum does for the "

@@ -35,6 +35,7 @@ class Directional:
         horizons: the T_i, ascending.
         meta_loss, val_accuracy, derivative: ``(n_T,)`` — L_val(θ_{T_i}), accuracy, dL/dε.
         tangent_norms: ``(T_max + 1,)`` ‖(θ̇_t, ṁ_t)‖, the growth of the training map along ḣ.
+        theta: θ at the largest horizon (detached).
     """
 
     horizons: list[int]
@@ -42,6 +43,7 @@ class Directional:
     val_accuracy: list[float]
     derivative: list[float]
     tangent_norms: list[float]
+    theta: Tensor | None = None
 
 
 def directional(problem, hyper: Mapping[str, Tensor], tangent: Mapping[str, Tensor],
@@ -74,6 +76,7 @@ def directional(problem, hyper: Mapping[str, Tensor], tangent: Mapping[str, Tens
         if t < horizons[-1]:
             theta, m, theta_dot, m_dot = step_jvp(problem, hyper, tangent, t, theta, m, theta_dot, m_dot)
             out.tangent_norms.append(_norm(theta_dot, m_dot))
+    out.theta = theta.detach()
     return out
 
 
@@ -123,4 +126,4 @@ def _result(problem, hyper, T, grads, last: Directional) -> HyperGradient:
     return HyperGradient("forward", T, last.meta_loss[-1], last.val_accuracy[-1], grads,
                          memory={"stored_states": 2, "state_bytes": per_state, "buffer_bits": 0,
                                  "bytes": 2 * per_state},
-                         info={"tangent_norms": last.tangent_norms})
+                         info={"tangent_norms": last.tangent_norms}, theta=last.theta)

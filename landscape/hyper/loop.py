@@ -47,6 +47,8 @@ class HyperGradient:
             ``state_bytes`` (bytes of one pair), ``buffer_bits`` (reversible: the information
             buffer), ``bytes`` (their total).
         info: route-specific numbers (checkpoint interval, exact-return check, tangent norms...).
+        theta: θ_T, the trained parameters (detached), for metrics beyond the meta-loss (training
+            and test loss of the same run, without training it again).
     """
 
     route: str
@@ -56,6 +58,7 @@ class HyperGradient:
     grads: dict[str, Tensor]
     memory: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    theta: Tensor | None = None
 
 
 def uses_momentum(problem, hyper: Mapping[str, Tensor]) -> bool:

@@ -83,7 +83,7 @@ def hypergradient_checkpointed(problem, hyper: Mapping[str, Tensor], T: int, wrt
     return HyperGradient("checkpointed", T, loss, acc, acc_grads,
                          memory={"stored_states": n, "state_bytes": per_state, "buffer_bits": 0,
                                  "bytes": n * per_state},
-                         info={"segment_length": k, "num_checkpoints": math.ceil(T / k)})
+                         info={"segment_length": k, "num_checkpoints": math.ceil(T / k)}, theta=theta_T.detach())
 
 
 def _forward(problem, h, T: int, k: int):
@@ -136,4 +136,4 @@ def hypergradient_unrolled(problem, hyper: Mapping[str, Tensor], T: int, wrt: Se
     per_state = state_bytes(problem, uses_momentum(problem, hyper))
     return HyperGradient("unrolled", T, float(loss), acc, {k: v.detach() for k, v in grads.items()},
                          memory={"stored_states": T + 1, "state_bytes": per_state, "buffer_bits": 0,
-                                 "bytes": (T + 1) * per_state}, info={})
+                                 "bytes": (T + 1) * per_state}, info={}, theta=theta_T.detach())

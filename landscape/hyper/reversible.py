@@ -86,7 +86,8 @@ def hypergradient_reversible(problem, hyper: Mapping[str, Tensor], T: int, wrt: 
         g = batch_grad(problem, _float(problem, theta), t, x)
         sgd_update_exact(theta, g, m, _lr(problem, h, t), ratios[t], _wd(problem, h))
     peak_bits, peak_bytes, words = buf.bits, buf.nbytes, len(buf.words)
-    loss, acc, theta_bar = meta_and_grad(problem, _float(problem, theta))
+    theta_T = _float(problem, theta)
+    loss, acc, theta_bar = meta_and_grad(problem, theta_T)
     m_bar, grads = torch.zeros_like(theta_bar), {name: torch.zeros_like(hyper[name]) for name in wrt}
     for t in reversed(range(T)):
         graph = {}
@@ -99,7 +100,9 @@ def hypergradient_reversible(problem, hyper: Mapping[str, Tensor], T: int, wrt: 
         theta_bar, m_bar = graph["step"].pull(_float(problem, m), theta_bar, m_bar, grads)
     _check_return(theta, m, buf, start)
     init_vjp(problem, h, theta_bar, grads)
-    return _result(problem, T, loss, acc, grads, peak_bits, peak_bytes, words)
+    out = _result(problem, T, loss, acc, grads, peak_bits, peak_bytes, words)
+    out.theta = theta_T
+    return out
 
 
 def _float(problem, v: ExactVector) -> Tensor:
