@@ -28,6 +28,7 @@ import numpy as np
 from landscape.errors import (CheckpointCorruptError, FileFormatError, InputError,
                               LandscapeError, UnsafeFileError)
 from landscape.io import schema
+from landscape.io._frontier import is_checksum_failure
 
 BUILTIN_FILTERS = frozenset({1, 2, 3, 4, 5, 6})  # deflate, shuffle, fletcher32, szip, nbit, scaleoffset
 LOCK_WAIT_S = 10.0  # how long a writer waits for another process to release the file lock
@@ -67,7 +68,7 @@ def _wrapped(e: BaseException, path, obj: str, corrupt: bool, writing: bool) -> 
     if writing:
         return FileFormatError(f"cannot write {where}: {_first_line(e)}; check that the disk has "
                                "space and the file and its directory are writable")
-    if "filter returned failure" in str(e):
+    if is_checksum_failure(e):
         return CheckpointCorruptError(f"checksum (fletcher32) failed reading {where}: stored data "
                                       f"were altered on disk; {_DAMAGED}")
     cls = CheckpointCorruptError if corrupt else FileFormatError

@@ -13,6 +13,7 @@ import numpy as np
 
 from landscape.errors import FileFormatError
 from landscape.io import _h5, schema
+from landscape.io._frontier import create_table
 
 
 def create_layout(f: h5py.File, attrs: dict, *, P: int, B: int, batch_size: int,
@@ -31,6 +32,7 @@ def create_layout(f: h5py.File, attrs: dict, *, P: int, B: int, batch_size: int,
     _column(sharp, "lr", "float64", schema.SMALL_CHUNK_ROWS)
     sharp.create_dataset("eigenvalues", shape=(0, 0), maxshape=(None, None), dtype="float64",
                          chunks=(schema.SMALL_CHUNK_ROWS, schema.SHARPNESS_CHUNK_K), fletcher32=True)
+    create_table(f, schema.COUNTED_GROUPS)
 
 
 def _root_attrs(f, attrs: dict, **sizes) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from landscape.errors import ConfigMismatchError, FileFormatError
 from landscape.io import _h5, schema
+from landscape.io._frontier import TABLE, FrontierTable, create_table, read_table, reseal
 from landscape.io._layout import read_counts, truncate_group, write_counts
 from landscape.io.provenance import utc_now
 
@@ -47,8 +48,9 @@ def open_for_resume(writer, resumable=None):
     f = _h5.open_write(path, "r+")
     try:
         with _h5.h5_errors(path, "(resume)", writing=True):
+            resealed = reseal_frontier(f, read_counts(f, path), path)
             dropped = roll_back(f, path)
-            _record(f, writer._meta, dropped)
+            _record(f, writer._meta, dropped, resealed)
             _h5.flush(f, fsync=True)
     except BaseException:
         f.close()
@@ -97,6 +99,27 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def reseal_frontier(f, counts: dict[str, int], path) -> list[str]:
+    """Re-checksum the frontier chunks a killed writer tore (see ``_frontier``); their names.
+
+    Done first, and flushed, so that the reads and the truncation of :func:`roll_back`
+    (which rewrites the edge chunk) go through valid checksums. A file from before the
+    ``/frontier`` records gets its table here.
+    """
+    records = read_table(f)
+    if TABLE not in f:
+        create_table(f, schema.COUNTED_GROUPS)
+    torn = []
+    for group, n in counts.items():
+        for ds in f[group].values():
+            with _h5.h5_errors(path, ds.name, corrupt=True):
+                if reseal(ds, n, records.get(ds.name)):
+                    torn.append(ds.name)
+    if torn:
+        f.flush()
+    return torn
+
+
 def roll_back(f, path) -> dict[str, int]:
     """Truncate to committed rows, then to the last snapshot; return rows dropped per group."""
     counts = read_counts(f, path)
@@ -105,6 +128,7 @@ def roll_back(f, path) -> dict[str, int]:
     keep = {"steps": min(counts["steps"], s), "snapshots": n_snap,
             "evals": _rows_before(f["evals/step"], counts["evals"], s),
             "sharpness": _rows_before(f["sharpness/step"], counts["sharpness"], s)}
+    FrontierTable(f).write(keep)
     write_counts(f, keep)
     f.flush()
     for group, n in keep.items():
@@ -117,11 +141,12 @@ def _rows_before(ds, n: int, s: int) -> int:
     return int(np.searchsorted(steps, s, side="left"))
 
 
-def _record(f, meta: dict, dropped: dict) -> None:
+def _record(f, meta: dict, dropped: dict, resealed: list[str]) -> None:
     """Store the (possibly extended) meta and append a resume event to the history."""
     history = _h5.read_json_attr(f, "history", f.filename, default=[])
-    history.append({"event": "resume", "time": utc_now(), "hostname": socket.gethostname(),
-                    "argv": list(sys.argv), "dropped_rows": dropped})
+    event = {"event": "resume", "time": utc_now(), "hostname": socket.gethostname(),
+             "argv": list(sys.argv), "dropped_rows": dropped}
+    history.append(event | ({"resealed_chunks": resealed} if resealed else {}))
     if len(history) > 50:  # bounded (attributes hold < 64 KiB): keep "create" and the last 49
         history = history[:1] + history[-49:]
     _h5.write_json_attr(f, "history", history)

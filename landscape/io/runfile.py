@@ -19,6 +19,7 @@ import numpy as np
 
 from landscape.errors import CheckpointCorruptError, FileFormatError, InputError
 from landscape.io import _h5, schema
+from landscape.io._frontier import read_rows, read_table
 from landscape.io._layout import check_rows, read_counter
 
 
@@ -67,6 +68,8 @@ class RunFile:
 
     def _load(self, f, counts: dict) -> None:
         self._counts = counts
+        with _h5.h5_errors(self.path, "/frontier"):
+            self._frontier = read_table(f)
         self.meta: dict = _h5.read_json_attr(f, "meta", self.path, default={})
         self.provenance: dict = _h5.read_json_attr(f, "provenance", self.path, default={})
         self.history: list = _h5.read_json_attr(f, "history", self.path, default=[])
@@ -74,14 +77,20 @@ class RunFile:
             self._attrs = {k: _plain(v) for k, v in f.attrs.items()
                            if k not in ("meta", "provenance", "history")}
         n = counts["snapshots"]
-        self._snap_steps = _checked(f, "snapshots/step", n, self.path)
-        self._sha = {v: _checked(f, f"snapshots/{v}_sha256", n, self.path).astype(str)
+        self._snap_steps = self._checked(f, "snapshots/step", n)
+        self._sha = {v: self._checked(f, f"snapshots/{v}_sha256", n).astype(str)
                      for v in schema.SNAPSHOT_VECTORS if f"snapshots/{v}_sha256" in f or v not in schema.LATER_VECTORS}
         for v in schema.LATER_VECTORS - set(self._sha):  # a file from before the column existed
             self._sha[v] = np.full(n, "", dtype=object).astype(str)
         if not all(self._sha["params"]):
             raise CheckpointCorruptError(f"{self.path}: a committed snapshot has no params sha256; "
                                          "the file is damaged, restore it from a copy")
+
+    def _checked(self, f, name: str, n: int) -> np.ndarray:
+        with _h5.h5_errors(self.path, name, corrupt=True):
+            rows = read_rows(f[name], 0, n, n, self._frontier.get("/" + name))
+        _check_written(rows, name, self.path)
+        return rows
 
     def _reopen(self) -> None:
         """Reopen the handle (fresh metadata) keeping the view: counters and checksums."""
@@ -185,10 +194,13 @@ class RunFile:
 
     def _read(self, name: str, sel, obj: str | None = None) -> np.ndarray:
         with _h5.h5_errors(self.path, obj or name, corrupt=True):
-            ds = self._f[name]
-            if self.status == "running":  # a writer may be appending: drop cached metadata
-                ds.id.refresh()
-            return ds[sel]
+            return self._dataset(name)[sel]
+
+    def _dataset(self, name: str):
+        ds = self._f[name]
+        if self.status == "running":  # a writer may be appending: drop cached metadata
+            ds.id.refresh()
+        return ds
 
     def verify(self) -> int:
         """Read and checksum every committed snapshot vector; return how many were checked."""
@@ -234,8 +246,11 @@ class RunFile:
                              f"{self.num_steps} committed steps, numbered from 0")
 
     def _log(self, name: str, a: int, b: int) -> np.ndarray:
+        committed = self._counts[name.split("/")[0]]
+
         def read():
-            rows = self._read(name, slice(a, b))
+            with _h5.h5_errors(self.path, name, corrupt=True):
+                rows = read_rows(self._dataset(name), a, b, committed, self._frontier.get("/" + name))
             _check_written(rows, name, self.path)
             return rows
 
@@ -287,13 +302,6 @@ class RunFile:
     def __repr__(self) -> str:
         return (f"RunFile({self.path!r}: {self.model_name}, P={self.P}, {self.num_steps} steps, "
                 f"{len(self._snap_steps)} snapshots, {self.status})")
-
-
-def _checked(f, name: str, n: int, path) -> np.ndarray:
-    with _h5.h5_errors(path, name, corrupt=True):
-        rows = f[name][:n]
-    _check_written(rows, name, path)
-    return rows
 
 
 def _check_written(rows: np.ndarray, name: str, path) -> None:

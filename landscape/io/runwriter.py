@@ -24,6 +24,7 @@ import numpy as np
 
 from landscape.errors import InputError, OutputExistsError
 from landscape.io import _atomic, _h5, schema
+from landscape.io._frontier import FrontierTable
 from landscape.io._layout import create_layout, read_counts, write_counts
 from landscape.io.provenance import provenance, utc_now
 
@@ -73,6 +74,7 @@ class RunWriter:
         self._n = dict(self._committed)
         self._ds = {g: dict(self._f[g].items()) for g in schema.COUNTED_GROUPS}  # cached handles
         self._last = _last_steps(self._f, self._n)
+        self._frontier = FrontierTable(self._f)
 
     # --- opening -------------------------------------------------------------------------
     def _create(self, mode: str):
@@ -246,6 +248,7 @@ class RunWriter:
         self._check_labels()
         with _h5.h5_errors(self.path, schema.COMMITTED, writing=True):
             _h5.flush(self._f)
+            self._frontier.write(self._n)  # digests of the frontier blocks, flushed with the counts
             write_counts(self._f, self._n)
             _h5.flush(self._f, fsync=fsync or self._tmp is not None)
         self._committed = dict(self._n)

@@ -6,6 +6,8 @@ Run file (one per training run, written by :class:`~landscape.io.RunWriter`)::
                                    run_sha256, meta (JSON), provenance (JSON), history (JSON),
                                    status, status_message, P, B, batch_size, full_batch
     /committed              int64 (4,)  committed rows of steps, snapshots, evals, sharpness
+    /frontier               int64 (n_logs, 2)  per log dataset (attr "datasets"): committed rows,
+                                   digest of the committed rows of its last chunk (see _frontier)
     /steps/step             int64 (n_steps,)                 0, 1, 2, ...
     /steps/batch_indices    int32 (n_steps, batch_size)      absent when full_batch or no batch log
     /steps/aug_seed         int64 (n_steps,)
@@ -20,7 +22,7 @@ Run file (one per training run, written by :class:`~landscape.io.RunWriter`)::
     /sharpness/step, /sharpness/lr (n_sharp,); /sharpness/eigenvalues float64 (n_sharp, k)
 
 Every dataset is created when the file is created; appends only resize them. All but
-``/committed`` are chunked with the fletcher32 checksum filter. Readers trust the first
+``/committed`` and ``/frontier`` are chunked with the fletcher32 checksum filter. Readers trust the first
 ``committed[i]`` rows of group ``COUNTED_GROUPS[i]`` and ignore the rest.
 
 Results file (analysis outputs, written by :class:`~landscape.io.ResultsFile`)::
