@@ -17,6 +17,7 @@ A command that analyses saved checkpoints typically does::
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from analyses.driver.inputs import BN_MODES, DTYPES, default_device
 from landscape.errors import InputError
@@ -72,6 +73,36 @@ def add_progress_args(p: argparse.ArgumentParser) -> None:
                    help="show progress bars even when stderr is not a terminal (default: only on a terminal)")
     g.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                    help="no progress bars")
+
+
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    """``--threads N`` (default 1) for studies of tiny tensors, where extra threads only contend."""
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="torch threads (default 1: the tensors are tiny and extra threads only contend)")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1, got {text!r}")
+    return value
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``torch.set_num_threads(n)``, restoring the previous count after."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def add_recompute_arg(p: argparse.ArgumentParser) -> None:

@@ -21,12 +21,11 @@ drawn later by ``landscape plot RESULTS.h5 --out DIR`` and join ``landscape repo
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 from dataclasses import replace
 from pathlib import Path
 
-from analyses.cli.args import add_progress_args
+from analyses.cli.args import add_progress_args, add_threads_arg, torch_threads
 from analyses.deeplinear import config as C
 from analyses.deeplinear import records as R
 from landscape.errors import InputError
@@ -75,8 +74,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="RESULTS.h5", help="results file (created or appended to)")
     p.add_argument("--figures", default=None, metavar="DIR", help="also draw this study's figures into DIR")
     p.add_argument("--overwrite", action="store_true", help="recompute items stored with other settings; replace the page")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default 1: the tensors are tiny and extra threads only contend)")
+    add_threads_arg(p)
     add_progress_args(p)
 
 
@@ -206,20 +204,6 @@ def _check_stale(results, cfg, study: str, overwrite: bool) -> list[str]:
     return stale
 
 
-@contextlib.contextmanager
-def _threads(n: int):
-    import torch
-
-    if n < 1:
-        raise InputError(f"--threads must be ≥ 1, got {n}")
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _page_path(args) -> Path | None:
     if args.mode not in ("page", "all"):
         return None
@@ -268,7 +252,7 @@ def run(args) -> int:
         scalar_data(cfg.data)              # zero variance in x: refused before any file is touched
     page = _page_path(args)
     studies = tuple(R.ITEMS) if args.mode == "all" else (args.mode,)
-    with _threads(args.threads), ResultsFile(args.out, "a") as results:
+    with torch_threads(args.threads), ResultsFile(args.out, "a") as results:
         compute(results, cfg, studies, overwrite=args.overwrite)
         for line in summary(results, studies):
             print(line)

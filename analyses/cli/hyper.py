@@ -23,7 +23,6 @@ refused), then ``hyperopt/<recipe>/evaluation`` (the comparison on held-out seed
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
@@ -31,7 +30,7 @@ from functools import partial
 
 from analyses import hyper_optimize as HO
 from analyses import hyper_scan as HS
-from analyses.cli.args import add_progress_args, add_recompute_arg
+from analyses.cli.args import add_progress_args, add_recompute_arg, add_threads_arg, torch_threads
 from analyses.driver.inputs import check_device, default_device, torch_dtype
 from analyses.driver.problems import ProblemSource
 from analyses.driver.progress import progress, showing
@@ -238,7 +237,7 @@ def add_optimize_arguments(o: argparse.ArgumentParser) -> None:
     c = o.add_argument_group("execution")
     c.add_argument("--device", default=default_device())
     c.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="default float64")
-    c.add_argument("--threads", type=int, default=1, help="torch threads (default 1: small tensors, extra threads contend)")
+    add_threads_arg(c)
     add_recompute_arg(c)
     add_progress_args(c)
 
@@ -261,7 +260,7 @@ def run_optimize(args) -> int:
                  if k in HO.OptimizeConfig.__dataclass_fields__ and k != "recipe" and v is not None}
     cfg = HO.recipe(args.recipe, **overrides)
     device, dtype = check_device(args.device), torch_dtype(args.dtype)
-    with _threads(args.threads), ProblemSource(_problem_args(cfg), cfg.steps, device, dtype, num_val=cfg.num_val) \
+    with torch_threads(args.threads), ProblemSource(_problem_args(cfg), cfg.steps, device, dtype, num_val=cfg.num_val) \
             as source, source.results(args.out) as results:
         work = HO.OptimizeWork(cfg, HO.ProblemData(source.problem, source.train, source.val, source.test,
                                                    source.targets, source.data.num_classes))
@@ -319,17 +318,3 @@ def _evaluation(work, settings: dict) -> Record:
     record.attrs["settings"] = settings
     print(f"evaluation: {record.summary}")
     return record
-
-
-@contextlib.contextmanager
-def _threads(n: int):
-    import torch
-
-    if n < 1:
-        raise InputError(f"--threads must be ≥ 1, got {n}")
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)

@@ -215,3 +215,12 @@ def test_page_works_in_chromium(made, tmp_path):
     assert len(labels) >= 2 and labels <= {"too small", "slightly small", "about right", "oscillating", "divergent"}, labels
     lr_lo, lr_hi = r["states"][0], r["states"][1]
     assert lr_lo[5] != lr_hi[5], "moving the η slider did not redraw the path on the landscape"
+
+
+@pytest.mark.parametrize("command", [["deeplinear", "narrow"], ["hyper", "optimize", "--recipe", "schedule"]])
+def test_threads_below_one_is_a_usage_error_naming_the_option(command, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--out", str(tmp_path / "o.h5"), "--threads", "0"])
+    assert exit_info.value.code == 2
+    assert "--threads: expected an integer ≥ 1, got '0'" in capsys.readouterr().err
+    assert not (tmp_path / "o.h5").exists()
