@@ -9,9 +9,9 @@ time (from the file's creation on), then checks that
   child wrote and passes its checksums (exact comparison),
 * it resumes: uncommitted rows are dropped, the log continues and verifies again.
 
-A kill that tears the chunk HDF5 was rewriting (test_io_torn.py makes that state on purpose)
-must still leave its committed rows readable. A kill during creation may leave no file at all (and then nothing was acknowledged),
-never a half-written one. Further tests: a reader process reads the file while the writer
+A kill that tears the chunk HDF5 was rewriting must still leave its committed rows readable
+(about 1 kill in 200 does; test_io_torn.py makes that state on purpose). A kill during
+creation may leave no file at all (and then nothing was acknowledged), never a half-written one. Further tests: a reader process reads the file while the writer
 appends; a results writer killed mid-item loses only that item; a second writer waits for
 the HDF5 lock and then fails with the fix.
 """
