@@ -264,7 +264,8 @@ class HessianWork:
                          settings={**self.inputs.options.settings(), **self.cfg.settings(quantity)})
         if self.inputs.options.subset is not None:
             rec.arrays["subset_indices"] = self.inputs.indices
-        rec.summary = summarize(quantity, rec.arrays, rec.attrs)
+        if self.inputs.ctx.is_writer:  # other ranks hold no dense spectrum and log nothing
+            rec.summary = summarize(quantity, rec.arrays, rec.attrs)
         return rec
 
     def _eigen(self, step: int, obj) -> Record:
