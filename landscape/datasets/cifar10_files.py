@@ -112,11 +112,8 @@ def _read_directory(directory: Path) -> dict[str, bytes]:
 
 
 def _md5(path: Path) -> str:
-    h = hashlib.md5()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def _read_tarball(path: Path, tar_md5: str) -> dict[str, bytes]:

@@ -4,7 +4,7 @@ preconditioned online sharpness λ_max(P⁻¹H) against a dense float64 computat
 import numpy as np
 import pytest
 import torch
-from trainer_helpers import TINY, assert_runs_equal, cli_args, train_subprocess
+from trainer_helpers import TINY, assert_runs_equal, cli_args, kill_when_paused, train_subprocess
 
 from checkpoints import TrainConfig, open_run, resume, train
 from checkpoints.train import PAUSE_ENV
@@ -49,15 +49,7 @@ def test_adamw_resumes_bitwise_after_sigkill(reference, tmp_path):
     args = cli_args({"momentum": 0.0, "lr": ADAMW["lr"], "weight_decay": ADAMW["weight_decay"]})
     args += ["--optimizer", "adamw", "--betas", "0.9,0.99", "--out", str(out), "--no-progress"]
     proc = train_subprocess(args, env={PAUSE_ENV: "snapshot:20", PAUSE_ENV + "_SECONDS": "60"})
-    try:
-        for line in proc.stdout:
-            if line.startswith("PAUSED"):
-                break
-        else:
-            raise AssertionError(proc.stderr.read()[-2000:])
-    finally:
-        proc.kill()
-        proc.wait(CHILD_TIMEOUT_S)
+    kill_when_paused(proc, CHILD_TIMEOUT_S)
     with RunFile(out) as f:
         assert f.status == "running" and f.saved_steps[-1] == 10
     resume(out, progress=False)

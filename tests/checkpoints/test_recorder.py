@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from recorder_loop import BATCH, batch, loop, make, train_step
+from trainer_helpers import kill_when_paused
 from user_code import write_user_module
 
 from analyses.cli import main
@@ -178,15 +179,7 @@ def test_sigkill_leaves_a_readable_file_that_resumes_to_the_same_run(user_dir, r
     ref, _ = recorded
     out = tmp_path / "killed.h5"
     proc = _child(user_dir, out, 30, "--pause-after", "17")
-    try:
-        for line in proc.stdout:
-            if line.startswith("PAUSED"):
-                break
-        else:
-            raise AssertionError(proc.stderr.read()[-2000:])
-    finally:
-        proc.kill()
-        proc.wait(CHILD_TIMEOUT_S)
+    kill_when_paused(proc, CHILD_TIMEOUT_S)
     with RunFile(out) as f:  # what was committed before the kill is there
         assert f.status == "running" and f.saved_steps.tolist() == [0, 10]
     assert main(["info", str(out)]) == 0

@@ -48,6 +48,22 @@ def train_subprocess(args: list[str], env: dict | None = None, **popen) -> subpr
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
+def kill_when_paused(proc: subprocess.Popen, timeout: float) -> None:
+    """Read the child's stdout until it prints ``PAUSED`` (a test pause point), then SIGKILL it.
+
+    A child that exits without pausing fails the test with the tail of its stderr.
+    """
+    try:
+        for line in proc.stdout:
+            if line.startswith("PAUSED"):
+                break
+        else:
+            raise AssertionError(proc.stderr.read()[-2000:])
+    finally:
+        proc.kill()
+        proc.wait(timeout)
+
+
 def run_arrays(path) -> dict[str, np.ndarray]:
     """Everything a run file holds that must match bitwise between equivalent runs."""
     from landscape.io import RunFile
